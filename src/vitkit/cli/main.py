@@ -1,0 +1,37 @@
+"""Entry point: `vitkit COMMAND ...`."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from vitkit.cli.output import emit_json, human
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vitkit")
+def main() -> None:
+    """vitkit: train, fine-tune, evaluate and inspect Vision Transformers."""
+
+
+@main.command()
+@click.option("--img-size", default=224, show_default=True, help="Resolution for tokens and GFLOPs.")
+@click.option("--num-classes", default=1000, show_default=True, help="Classes of the head.")
+@click.option("--filter", "pattern", default=None, help="Only names containing this text.")
+@click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on the last line.")
+def models(img_size: int, num_classes: int, pattern: str | None, json_mode: bool) -> None:
+    """List the model zoo with parameters and forward GFLOPs."""
+    from vitkit.variants import list_models
+    from vitkit.zoo_table import zoo_rows
+
+    names = [n for n in list_models() if pattern is None or pattern in n]
+    rows = zoo_rows(img_size, num_classes, names)
+    table = Table(title=f"vitkit models at {img_size}x{img_size}, {num_classes} classes")
+    for col in ("name", "width", "depth", "heads", "patch", "tokens", "params (M)", "GFLOPs"):
+        table.add_column(col, justify="left" if col == "name" else "right")
+    for r in rows:
+        table.add_row(r.name, str(r.embed_dim), str(r.depth), str(r.num_heads), str(r.patch_size),
+                      str(r.tokens), f"{r.params / 1e6:,.2f}", f"{r.gflops:,.2f}")
+    human(json_mode).print(table)
+    if json_mode:
+        emit_json({"models": [r.to_dict() for r in rows]})

@@ -1,0 +1,45 @@
+"""Multi-head self-attention with one switch: fused SDPA by default, explicit weights on request."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with a fused QKV projection (one matmul instead of three)."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_dropout: float = 0.0,
+                 proj_dropout: float = 0.0) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.attn_dropout = attn_dropout
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_dropout)
+
+    def forward(self, x: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, N, D) -> (B, N, D), plus the (B, heads, N, N) attention weights if asked for.
+
+        The weights path computes softmax(q k^T / sqrt(d)) explicitly; the default path never
+        materialises it and lets SDPA pick a fused kernel. A test keeps the two equal.
+        """
+        B, N, D = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
+        dropout_p = self.attn_dropout if self.training else 0.0
+        if need_weights:
+            attn = (q * self.scale) @ k.transpose(-2, -1)  # (B, heads, N, N)
+            attn = attn.softmax(dim=-1)
+            weights = attn
+            if dropout_p:
+                attn = F.dropout(attn, dropout_p)
+            out = attn @ v
+        else:
+            weights = None
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        out = out.transpose(1, 2).reshape(B, N, D)  # (B, N, heads * head_dim)
+        return self.proj_drop(self.proj(out)), weights
