@@ -134,3 +134,14 @@ def test_sincos_embedding_is_distinct_per_position():
     sims = torch.nn.functional.normalize(emb, dim=1) @ torch.nn.functional.normalize(emb, dim=1).T
     off_diag = sims - torch.eye(20)
     assert off_diag.max() < 0.999
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    m = randomize(tiny(depth=3))
+    x = torch.randn(2, 3, 32, 32)
+    m(x).sum().backward()
+    plain = [p.grad.clone() for p in m.parameters()]
+    m.zero_grad()
+    m.grad_checkpointing = True
+    m(x).sum().backward()
+    assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(plain, m.parameters()))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from vitkit.config import ViTConfig
 from vitkit.layers import Block, PatchEmbed, grid_size, resample_pos_embed, sincos_2d
@@ -43,6 +44,7 @@ class VisionTransformer(nn.Module):
         self.norm = nn.LayerNorm(c.embed_dim, eps=c.norm_eps)
         self.pre_logits = self._make_pre_logits()
         self.head = self._make_head(c.num_classes)
+        self.grad_checkpointing = False  # recompute block activations in backward to save memory
         self.init_weights()
 
     # ---- construction -------------------------------------------------------------------
@@ -125,7 +127,10 @@ class VisionTransformer(nn.Module):
         """(B, C, H, W) -> (B, prefix + N, D) tokens after the final LayerNorm."""
         x = self.embed(x)
         for block in self.blocks:
-            x = block(x)
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
         return self.norm(x)
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
