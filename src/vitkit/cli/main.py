@@ -35,3 +35,14 @@ def models(img_size: int, num_classes: int, pattern: str | None, json_mode: bool
     human(json_mode).print(table)
     if json_mode:
         emit_json({"models": [r.to_dict() for r in rows]})
+
+
+def _register() -> None:
+    from vitkit.cli.bench import bench_cmd
+    from vitkit.cli.train import train_cmd
+
+    main.add_command(train_cmd, name="train")
+    main.add_command(bench_cmd, name="bench")
+
+
+_register()

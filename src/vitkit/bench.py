@@ -1,0 +1,201 @@
+"""Side-by-side throughput: vitkit against timm and Hugging Face on the same device, in one process.
+
+Every implementation gets the same architecture, batch, precision (bf16 autocast on CUDA), optimiser
+(fused AdamW) and timing method (CUDA events around K steps after a warm-up, median of repeats).
+FLOPs are counted per implementation with PyTorch's FLOP counter; MFU is achieved FLOP/s over a
+bf16 matrix-multiply ceiling measured in the same process.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from vitkit.config import ViTConfig
+from vitkit.variants import model_config
+
+
+@dataclass
+class BenchResult:
+    impl: str
+    mode: str
+    compiled: bool
+    batch: int
+    img_s: float
+    step_ms: float
+    peak_mem_gib: float | None
+    tflops: float | None
+    mfu: float | None
+    gflops_per_image: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---- implementations ----------------------------------------------------------------------------
+def build_vitkit(config: ViTConfig) -> torch.nn.Module:
+    from vitkit.model import VisionTransformer
+
+    return VisionTransformer(config)
+
+
+def build_timm(config: ViTConfig) -> torch.nn.Module:
+    from timm.models.vision_transformer import VisionTransformer as TimmViT
+
+    return TimmViT(img_size=config.img_size, patch_size=config.patch_size, in_chans=config.in_chans,
+                   num_classes=config.num_classes, embed_dim=config.embed_dim, depth=config.depth,
+                   num_heads=config.num_heads, mlp_ratio=config.mlp_dim / config.embed_dim,
+                   qkv_bias=config.qkv_bias, global_pool="token" if config.pool == "cls" else "avg")
+
+
+class HFLogits(torch.nn.Module):
+    """transformers' ViTForImageClassification returning plain logits."""
+
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        import transformers
+
+        hf_config = transformers.ViTConfig(
+            hidden_size=config.embed_dim, num_hidden_layers=config.depth, num_attention_heads=config.num_heads,
+            intermediate_size=config.mlp_dim, image_size=config.img_size[0], patch_size=config.patch_size,
+            num_channels=config.in_chans, num_labels=config.num_classes, layer_norm_eps=config.norm_eps,
+            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        hf_config._attn_implementation = "sdpa"
+        self.model = transformers.ViTForImageClassification(hf_config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=x).logits
+
+
+BUILDERS: dict[str, Callable[[ViTConfig], torch.nn.Module]] = {
+    "vitkit": build_vitkit, "timm": build_timm, "hf": HFLogits}
+
+
+def available(impl: str) -> bool:
+    try:
+        __import__({"vitkit": "vitkit", "timm": "timm", "hf": "transformers"}[impl])
+        return True
+    except ImportError:
+        return False
+
+
+# ---- measurement --------------------------------------------------------------------------------
+def matmul_ceiling_tflops(device: torch.device, n: int = 8192, repeats: int = 10) -> float | None:
+    """bf16 n x n x n matrix product rate on random data, median of repeats."""
+    if device.type != "cuda":
+        return None
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    ms = time_steps(lambda: a @ b, device, warmup=3, iters=5, repeats=repeats)
+    return 2 * n**3 / (ms * 1e-3) / 1e12
+
+
+def time_steps(step: Callable[[], object], device: torch.device, warmup: int, iters: int, repeats: int) -> float:
+    """Median milliseconds per call of `step` over `repeats` timed blocks of `iters` calls."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(iters):
+                step()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / iters)
+        else:
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                step()
+            times.append((time.perf_counter() - t0) * 1e3 / iters)
+    return statistics.median(times)
+
+
+def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return int(counter.get_total_flops())
+
+
+def make_step(model: torch.nn.Module, mode: str, x: torch.Tensor, y: torch.Tensor,
+              amp: torch.dtype | None) -> Callable[[], object]:
+    device_type = x.device.type
+    if mode == "infer":
+        model.eval()
+
+        def infer() -> object:
+            with torch.inference_mode(), torch.autocast(device_type, dtype=amp, enabled=amp is not None):
+                return model(x)
+        return infer
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device_type == "cuda" or None)
+
+    def train_step() -> object:
+        with torch.autocast(device_type, dtype=amp, enabled=amp is not None):
+            loss = F.cross_entropy(model(x).float(), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+    return train_step
+
+
+def bench_one(impl: str, config: ViTConfig, mode: str, batch: int, device: torch.device, compile: bool,
+              ceiling: float | None, warmup: int, iters: int, repeats: int) -> BenchResult:
+    torch.manual_seed(0)
+    model = BUILDERS[impl](config).to(device)
+    x = torch.randn(batch, config.in_chans, *config.img_size, device=device)
+    y = torch.randint(0, max(config.num_classes, 1), (batch,), device=device)
+    flops_per_image = forward_flops(model.eval(), x[:1])
+    amp = torch.bfloat16 if device.type == "cuda" else None
+    runner = torch.compile(model) if compile else model
+    step = make_step(runner, mode, x, y, amp)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(device)
+    ms = time_steps(step, device, warmup, iters, repeats)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    step_flops = flops_per_image * batch * (3 if mode == "train" else 1)
+    tflops = step_flops / (ms * 1e-3) / 1e12
+    del model, runner, step
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return BenchResult(impl, mode, compile, batch, batch / (ms * 1e-3), ms, peak,
+                       tflops if device.type == "cuda" else None,
+                       tflops / ceiling if ceiling else None, flops_per_image / 1e9)
+
+
+def run_bench(model: str = "vit_b16", img_size: int = 224, batch: int = 256, modes: tuple[str, ...] = ("train",),
+              compile: bool = False, compare: tuple[str, ...] = (), device: str = "auto",
+              warmup: int = 5, iters: int = 10, repeats: int = 5, progress: Callable[[str], None] | None = None,
+              **overrides) -> dict:
+    """Measure vitkit and each installed peer; returns {"ceiling_tflops", "results": [...], "env"}."""
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    config = model_config(model, img_size=img_size, **overrides)
+    ceiling = matmul_ceiling_tflops(dev)
+    impls = ["vitkit"] + [p for p in compare if p != "vitkit"]
+    skipped = [p for p in impls if not available(p)]
+    results = []
+    for mode in modes:
+        for impl in impls:
+            if impl in skipped:
+                continue
+            if progress:
+                progress(f"{impl} {mode}{' compiled' if compile else ''}")
+            results.append(bench_one(impl, config, mode, batch, dev, compile, ceiling, warmup, iters, repeats))
+    env = {"torch": torch.__version__, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"}
+    for name, mod in (("timm", "timm"), ("transformers", "transformers")):
+        try:
+            env[name] = __import__(mod).__version__
+        except ImportError:
+            pass
+    return {"model": model, "img_size": img_size, "batch": batch, "config": config.to_dict(),
+            "ceiling_tflops": ceiling, "results": [r.to_dict() for r in results], "skipped": skipped, "env": env}

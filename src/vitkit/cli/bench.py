@@ -1,0 +1,54 @@
+"""`vitkit bench`: throughput of vitkit next to timm / transformers on the same device."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from vitkit.cli.output import emit_json, human
+
+
+@click.command("bench")
+@click.option("--model", default="vit_b16", show_default=True)
+@click.option("--img-size", default=224, show_default=True)
+@click.option("--batch", default=256, show_default=True)
+@click.option("--mode", "modes", multiple=True, type=click.Choice(["train", "infer"]), default=("train",),
+              show_default=True, help="Repeat for both.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile every implementation.")
+@click.option("--compare", default="", help="Peers, e.g. timm,hf (those not installed are skipped).")
+@click.option("--device", default="auto", help="auto | cuda | cpu (cpu: keep sizes small).")
+@click.option("--depth", type=int, default=None, help="Override the variant's depth.")
+@click.option("--embed-dim", type=int, default=None, help="Override the variant's width.")
+@click.option("--num-heads", type=int, default=None)
+@click.option("--num-classes", type=int, default=1000, show_default=True)
+@click.option("--warmup", default=5, show_default=True)
+@click.option("--iters", default=10, show_default=True, help="Steps per timed block.")
+@click.option("--repeats", default=5, show_default=True, help="Timed blocks; the median is reported.")
+@click.option("--json", "json_mode", is_flag=True)
+def bench_cmd(model, img_size, batch, modes, compile_, compare, device, depth, embed_dim, num_heads, num_classes,
+              warmup, iters, repeats, json_mode):
+    """Images/s, step time, peak memory, TFLOP/s and MFU for vitkit and its peers."""
+    from vitkit.bench import run_bench
+
+    overrides = {k: v for k, v in dict(depth=depth, embed_dim=embed_dim, num_heads=num_heads,
+                                        num_classes=num_classes).items() if v is not None}
+    console = human(json_mode)
+    report = run_bench(model, img_size, batch, tuple(modes), compile_, tuple(p for p in compare.split(",") if p),
+                       device, warmup, iters, repeats, progress=lambda s: console.print(f"measuring {s} ..."),
+                       **overrides)
+    ceiling = report["ceiling_tflops"]
+    title = (f"{model} at {img_size}, batch {batch}, {report['env']['device']}"
+             + (f", bf16 matmul ceiling {ceiling:.0f} TFLOP/s" if ceiling else ""))
+    table = Table(title=title)
+    for col in ("impl", "mode", "compiled", "img/s", "step ms", "peak GiB", "TFLOP/s", "MFU"):
+        table.add_column(col, justify="left" if col in ("impl", "mode") else "right")
+    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    for r in report["results"]:
+        table.add_row(r["impl"], r["mode"], "yes" if r["compiled"] else "no", f"{r['img_s']:,.0f}",
+                      f"{r['step_ms']:.2f}", fmt(r["peak_mem_gib"], ".2f"), fmt(r["tflops"], ".0f"),
+                      fmt(r["mfu"] and 100 * r["mfu"], ".1f"))
+    console.print(table)
+    if report["skipped"]:
+        console.print(f"not installed, skipped: {', '.join(report['skipped'])}")
+    if json_mode:
+        emit_json(report)

@@ -1,0 +1,57 @@
+"""Optimisers and learning-rate schedules of the paper: AdamW or SGD, warm-up then cosine/linear decay."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Decay only matrices: biases, norms, the class token and position embeddings are not decayed."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim <= 1 or name.endswith(("cls_token", "pos_embed")):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
+                    betas: tuple[float, float] = (0.9, 0.999), momentum: float = 0.9,
+                    nesterov: bool = False) -> torch.optim.Optimizer:
+    """AdamW (paper pre-training) or SGD with momentum (paper fine-tuning); fused kernels on CUDA."""
+    groups = param_groups(model, weight_decay)
+    on_cuda = next(model.parameters()).is_cuda
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=on_cuda or None)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, fused=on_cuda or None)
+    raise ValueError(f"unknown optimizer {name!r}; use 'adamw' or 'sgd'")
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str, end_factor: float = 0.0) -> float:
+    """Multiplier of the base learning rate at `step` (0-based): linear warm-up, then decay."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if schedule == "cosine":
+        shape = 0.5 * (1.0 + math.cos(math.pi * progress))
+    elif schedule == "linear":
+        shape = 1.0 - progress
+    else:
+        raise ValueError(f"unknown schedule {schedule!r}")
+    return end_factor + (1.0 - end_factor) * shape
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int,
+                    schedule: str, lr: float, lr_end: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+    end = lr_end / lr if lr > 0 else 0.0
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, warmup_steps, schedule, end))

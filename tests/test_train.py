@@ -1,0 +1,183 @@
+"""The training engine: the default job, exact resume, crash safety, divergence, distributed, configs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+import vitkit
+from vitkit.cli import main
+from vitkit.train import TrainConfig, Trainer, TrainingDiverged, preset_values, train
+
+# A fast digits run: 4x4 patches of 8x8 images, tiny width, a few dozen steps.
+FAST = dict(model="vit_ti4", data="digits", img_size=8, model_overrides=dict(embed_dim=32, depth=2, num_heads=2),
+            batch_size=32, lr=2e-3, progress=False, log_every=5)
+
+
+def fast_config(tmp_path: Path, name: str = "run", **kw) -> TrainConfig:
+    fields = {**FAST, "out": str(tmp_path / name), **kw}
+    return TrainConfig().with_overrides(fields)
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run_dir / "model" / "model.safetensors"))
+
+
+def last_json_line(text: str) -> dict:
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def test_run_directory_holds_everything(tmp_path):
+    summary = train(fast_config(tmp_path, steps=20, checkpoint_every=10, augment={"mixup": 0.2, "erase": 0.2}))
+    run = Path(summary["run_dir"])
+    for name in ("config.yaml", "metrics.jsonl", "curves.png", "summary.json", "latest.json", "model/config.json"):
+        assert (run / name).is_file(), name
+    assert summary["steps"] == 20 and 0 <= summary["val_top1"] <= 1 and summary["seconds"] > 0
+    kinds = [json.loads(ln)["kind"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert kinds.count("train") == 4 and "val" in kinds
+    assert TrainConfig.load(run / "config.yaml") == fast_config(tmp_path, steps=20, checkpoint_every=10,
+                                                                 augment={"mixup": 0.2, "erase": 0.2})
+    model = vitkit.load_model(run)  # a run directory loads its final weights
+    assert model.config.num_classes == 10 and model.config.embed_dim == 32
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, monkeypatch):
+    kw = dict(steps=30, checkpoint_every=10, ema_decay=0.9, model_overrides=dict(embed_dim=32, depth=2, num_heads=2,
+              drop_path=0.1, dropout=0.1), augment={"crop": "rrc", "mixup": 0.5, "cutmix": 0.5, "erase": 0.25})
+    train(fast_config(tmp_path, "straight", **kw))
+
+    original = Trainer.train_step
+    calls = {"n": 0}
+
+    def dying_step(self, batches):
+        calls["n"] += 1
+        if calls["n"] == 25:  # killed between checkpoints (last one at step 20)
+            raise Interrupt
+        return original(self, batches)
+
+    monkeypatch.setattr(Trainer, "train_step", dying_step)
+    with pytest.raises(Interrupt):
+        train(fast_config(tmp_path, "interrupted", **kw))
+    monkeypatch.setattr(Trainer, "train_step", original)
+    assert json.loads((tmp_path / "interrupted" / "latest.json").read_text())["step"] == 20
+    train(TrainConfig(), resume=tmp_path / "interrupted")
+
+    a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "interrupted")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed run differs from the uninterrupted one"
+    log = lambda run: [ln for ln in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    assert log("straight") == log("interrupted") or len(log("straight")) == len(log("interrupted"))
+
+
+def test_kill_9_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "vitkit", "train", "--data", "digits", "--model", "vit_ti4", "--img-size", "8",
+           "--steps", "100000", "--batch-size", "16", "--checkpoint-every", "3", "--out", str(out),
+           "--embed-dim", "32", "--depth", "1", "--num-heads", "2", "--progress", "false"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            pointer = out / "latest.json"
+            if pointer.exists() and json.loads(pointer.read_text())["step"] >= 9:
+                break
+            assert proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    model = vitkit.load_model(out)  # whatever moment it died, the pointer names complete files
+    assert model.config.depth == 1
+    cfg = TrainConfig.load(out / "config.yaml")
+    step = json.loads((out / "latest.json").read_text())["step"]
+    cfg.steps = step + 3  # shorten the run so the resume finishes quickly
+    cfg.save(out / "config.yaml")
+    summary = train(TrainConfig(), resume=out)
+    assert summary["steps"] == step + 3
+
+
+def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_good_checkpoint(tmp_path, monkeypatch):
+    original = Trainer.train_step
+
+    def poisoned(self, batches):
+        loss, correct = original(self, batches)
+        if self.scheduler.last_epoch > 12:
+            loss = loss * float("nan")
+        return loss, correct
+
+    monkeypatch.setattr(Trainer, "train_step", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan by step 15.*last good checkpoint is step 10"):
+        train(fast_config(tmp_path, steps=40, checkpoint_every=10))
+    assert json.loads((tmp_path / "run" / "latest.json").read_text())["step"] == 10
+    vitkit.load_model(tmp_path / "run")
+
+
+def test_gradient_accumulation_matches_the_full_batch(tmp_path):
+    kw = dict(steps=6, checkpoint_every=0, augment={"crop": "none", "hflip": False}, val_fraction=0.1)
+    train(fast_config(tmp_path, "full", **kw))
+    train(fast_config(tmp_path, "accum", accum_steps=4, **kw))
+    a, b = final_weights(tmp_path / "full"), final_weights(tmp_path / "accum")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_two_processes_over_gloo_match_one_process(tmp_path):
+    common = ["--data", "digits", "--model", "vit_ti4", "--img-size", "8", "--steps", "8", "--batch-size", "32",
+              "--embed-dim", "32", "--depth", "2", "--num-heads", "2", "--crop", "none", "--hflip", "false",
+              "--log-every", "1", "--progress", "false", "--device", "cpu", "--checkpoint-every", "4"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = subprocess.run([sys.executable, "-m", "vitkit", "train", *common, "--out", str(tmp_path / "one")],
+                            capture_output=True, text=True, env=env)
+    assert single.returncode == 0, single.stderr
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          "29517", "-m", "vitkit", "train", *common, "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True, env=env)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+
+    def losses(run):
+        rows = [json.loads(ln) for ln in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        return torch.tensor([r["loss"] for r in rows if r["kind"] == "train"])
+
+    one, two = losses("one"), losses("two")
+    assert len(one) == len(two) == 8
+    assert torch.allclose(one, two, atol=1e-4), (one, two)
+    a, b = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
+    assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
+
+
+def test_config_file_presets_and_overrides(tmp_path):
+    cfg_path = tmp_path / "run.yaml"
+    fast_config(tmp_path, steps=5, lr=0.01).save(cfg_path)
+    result = CliRunner().invoke(main, ["train", "--config", str(cfg_path), "--lr", "0.005", "--mixup", "0.3",
+                                       "--depth", "1", "--out", str(tmp_path / "cli"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = last_json_line(result.stdout)
+    assert summary["steps"] == 5 and summary["run_dir"] == str(tmp_path / "cli")
+    saved = TrainConfig.load(tmp_path / "cli" / "config.yaml")
+    assert saved.lr == 0.005 and saved.augment.mixup == 0.3 and saved.model_overrides["depth"] == 1
+    bad = CliRunner().invoke(main, ["train", "--lrr", "0.1"])
+    assert bad.exit_code != 0 and "unknown config field 'lrr'" in bad.output
+    again = CliRunner().invoke(main, ["train", "--config", str(cfg_path), "--out", str(tmp_path / "cli")])
+    assert again.exit_code != 0 and "--resume" in again.output
+    for name in ("paper-pretrain", "paper-finetune", "small-data", "digits"):
+        TrainConfig().with_overrides(preset_values(name))
+    assert preset_values("paper-finetune")["optimizer"] == "sgd"
+
+
+def test_default_job_reaches_95_percent_on_digits(tmp_path):
+    result = CliRunner().invoke(main, ["train", "--out", str(tmp_path / "default"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = last_json_line(result.stdout)
+    assert summary["val_top1"] >= 0.95, summary
+    assert summary["seconds"] < 120
