@@ -35,3 +35,8 @@ def models(img_size: int, num_classes: int, pattern: str | None, json_mode: bool
     human(json_mode).print(table)
     if json_mode:
         emit_json({"models": [r.to_dict() for r in rows]})
+
+
+from vitkit.cli.analyze import analyze  # commands register at the end, so branches merge cleanly
+
+main.add_command(analyze)
