@@ -38,11 +38,14 @@ def models(img_size: int, num_classes: int, pattern: str | None, json_mode: bool
 
 
 def _register() -> None:
+    """Commands live in their own modules; importing them here keeps `vitkit --help` complete."""
+    from vitkit.cli.analyze import analyze
     from vitkit.cli.bench import bench_cmd
     from vitkit.cli.train import train_cmd
 
     main.add_command(train_cmd, name="train")
     main.add_command(bench_cmd, name="bench")
+    main.add_command(analyze)
 
 
 _register()
