@@ -145,3 +145,21 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     m.grad_checkpointing = True
     m(x).sum().backward()
     assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(plain, m.parameters()))
+
+
+def test_speed_switches_compute_the_same_function():
+    from vitkit.speed import SpeedOptions, configure
+
+    m = randomize(tiny())
+    x = torch.randn(2, 3, 32, 32)
+    ref = m(x)
+    configure(m, SpeedOptions.parse("math,patch_matmul"))
+    assert torch.allclose(m(x), ref, atol=1e-5)
+    configure(m, SpeedOptions.parse("bf16_residual"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = m(x).float()
+        assert m.forward_features(x).dtype == torch.bfloat16
+    assert torch.allclose(m(x), ref, atol=1e-5)  # outside autocast: plain fp32
+    assert (low - ref).norm() / ref.norm() < 3e-2  # bf16 rounding, not a different function
+    with pytest.raises(ValueError, match="unknown speed option"):
+        SpeedOptions.parse("turbo")

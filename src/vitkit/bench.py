@@ -148,14 +148,19 @@ def make_step(model: torch.nn.Module, mode: str, x: torch.Tensor, y: torch.Tenso
 
 
 def bench_one(impl: str, config: ViTConfig, mode: str, batch: int, device: torch.device, compile: bool,
-              ceiling: float | None, warmup: int, iters: int, repeats: int) -> BenchResult:
+              ceiling: float | None, warmup: int, iters: int, repeats: int, speed: str = "",
+              compile_mode: str | None = None) -> BenchResult:
     torch.manual_seed(0)
     model = BUILDERS[impl](config).to(device)
+    if impl == "vitkit" and speed:
+        from vitkit.speed import SpeedOptions, configure
+
+        configure(model, SpeedOptions.parse(speed))
     x = torch.randn(batch, config.in_chans, *config.img_size, device=device)
     y = torch.randint(0, max(config.num_classes, 1), (batch,), device=device)
     flops_per_image = forward_flops(model.eval(), x[:1])
     amp = torch.bfloat16 if device.type == "cuda" else None
-    runner = torch.compile(model) if compile else model
+    runner = torch.compile(model, mode=compile_mode) if compile else model
     step = make_step(runner, mode, x, y, amp)
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -167,7 +172,8 @@ def bench_one(impl: str, config: ViTConfig, mode: str, batch: int, device: torch
     del model, runner, step
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return BenchResult(impl, mode, compile, batch, batch / (ms * 1e-3), ms, peak,
+    label = f"{impl}[{speed}]" if impl == "vitkit" and speed else impl
+    return BenchResult(label, mode, compile, batch, batch / (ms * 1e-3), ms, peak,
                        tflops if device.type == "cuda" else None,
                        tflops / ceiling if ceiling else None, flops_per_image / 1e9)
 
@@ -175,7 +181,7 @@ def bench_one(impl: str, config: ViTConfig, mode: str, batch: int, device: torch
 def run_bench(model: str = "vit_b16", img_size: int = 224, batch: int = 256, modes: tuple[str, ...] = ("train",),
               compile: bool = False, compare: tuple[str, ...] = (), device: str = "auto",
               warmup: int = 5, iters: int = 10, repeats: int = 5, progress: Callable[[str], None] | None = None,
-              **overrides) -> dict:
+              speed_variants: tuple[str, ...] = ("",), compile_mode: str | None = None, **overrides) -> dict:
     """Measure vitkit and each installed peer; returns {"ceiling_tflops", "results": [...], "env"}."""
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
@@ -184,13 +190,14 @@ def run_bench(model: str = "vit_b16", img_size: int = 224, batch: int = 256, mod
     impls = ["vitkit"] + [p for p in compare if p != "vitkit"]
     skipped = [p for p in impls if not available(p)]
     results = []
+    runs = [(impl, speed) for impl in impls if impl not in skipped
+            for speed in (speed_variants if impl == "vitkit" else ("",))]
     for mode in modes:
-        for impl in impls:
-            if impl in skipped:
-                continue
+        for impl, speed in runs:
             if progress:
-                progress(f"{impl} {mode}{' compiled' if compile else ''}")
-            results.append(bench_one(impl, config, mode, batch, dev, compile, ceiling, warmup, iters, repeats))
+                progress(f"{impl}{f'[{speed}]' if speed else ''} {mode}{' compiled' if compile else ''}")
+            results.append(bench_one(impl, config, mode, batch, dev, compile, ceiling, warmup, iters, repeats,
+                                     speed, compile_mode))
     env = {"torch": torch.__version__, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"}
     for name, mod in (("timm", "timm"), ("transformers", "transformers")):
         try:

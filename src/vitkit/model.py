@@ -13,6 +13,7 @@ from torch.utils.checkpoint import checkpoint
 
 from vitkit.config import ViTConfig
 from vitkit.layers import Block, PatchEmbed, grid_size, resample_pos_embed, sincos_2d
+from vitkit.layers.norm import LayerNorm
 
 
 class VisionTransformer(nn.Module):
@@ -41,10 +42,11 @@ class VisionTransformer(nn.Module):
                   attn_dropout=c.attn_dropout, drop_path=rate, norm_eps=c.norm_eps)
             for rate in drop_rates
         )
-        self.norm = nn.LayerNorm(c.embed_dim, eps=c.norm_eps)
+        self.norm = LayerNorm(c.embed_dim, eps=c.norm_eps)
         self.pre_logits = self._make_pre_logits()
         self.head = self._make_head(c.num_classes)
         self.grad_checkpointing = False  # recompute block activations in backward to save memory
+        self.residual_dtype: torch.dtype | None = None  # e.g. bf16 residual stream; see vitkit.speed
         self.init_weights()
 
     # ---- construction -------------------------------------------------------------------
@@ -121,6 +123,8 @@ class VisionTransformer(nn.Module):
             if pos is not None and pos.shape[1] > x.shape[1]:
                 cls = cls + pos[:, :prefix]
             x = torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1)
+        if self.residual_dtype is not None and torch.is_autocast_enabled(x.device.type):
+            x = x.to(self.residual_dtype)  # only under autocast, where every matmul takes bf16
         return self.pos_drop(x)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

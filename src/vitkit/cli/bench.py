@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from vitkit.cli.output import emit_json, human
@@ -24,9 +25,12 @@ from vitkit.cli.output import emit_json, human
 @click.option("--warmup", default=5, show_default=True)
 @click.option("--iters", default=10, show_default=True, help="Steps per timed block.")
 @click.option("--repeats", default=5, show_default=True, help="Timed blocks; the median is reported.")
+@click.option("--speed", "speed_variants", multiple=True, default=("",),
+              help="vitkit speed options to measure, e.g. cudnn,bf16_residual (repeat for several variants).")
+@click.option("--compile-mode", default=None, help="torch.compile mode, e.g. max-autotune-no-cudagraphs.")
 @click.option("--json", "json_mode", is_flag=True)
 def bench_cmd(model, img_size, batch, modes, compile_, compare, device, depth, embed_dim, num_heads, num_classes,
-              warmup, iters, repeats, json_mode):
+              warmup, iters, repeats, speed_variants, compile_mode, json_mode):
     """Images/s, step time, peak memory, TFLOP/s and MFU for vitkit and its peers."""
     from vitkit.bench import run_bench
 
@@ -35,7 +39,7 @@ def bench_cmd(model, img_size, batch, modes, compile_, compare, device, depth, e
     console = human(json_mode)
     report = run_bench(model, img_size, batch, tuple(modes), compile_, tuple(p for p in compare.split(",") if p),
                        device, warmup, iters, repeats, progress=lambda s: console.print(f"measuring {s} ..."),
-                       **overrides)
+                       speed_variants=tuple(speed_variants), compile_mode=compile_mode, **overrides)
     ceiling = report["ceiling_tflops"]
     title = (f"{model} at {img_size}, batch {batch}, {report['env']['device']}"
              + (f", bf16 matmul ceiling {ceiling:.0f} TFLOP/s" if ceiling else ""))
@@ -44,7 +48,7 @@ def bench_cmd(model, img_size, batch, modes, compile_, compare, device, depth, e
         table.add_column(col, justify="left" if col in ("impl", "mode") else "right")
     fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
     for r in report["results"]:
-        table.add_row(r["impl"], r["mode"], "yes" if r["compiled"] else "no", f"{r['img_s']:,.0f}",
+        table.add_row(escape(r["impl"]), r["mode"], "yes" if r["compiled"] else "no", f"{r['img_s']:,.0f}",
                       f"{r['step_ms']:.2f}", fmt(r["peak_mem_gib"], ".2f"), fmt(r["tflops"], ".0f"),
                       fmt(r["mfu"] and 100 * r["mfu"], ".1f"))
     console.print(table)

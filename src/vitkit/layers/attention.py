@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import sdpa_kernel
 
 
 class Attention(nn.Module):
@@ -20,6 +23,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_dropout)
+        self.sdpa_backends: list | None = None  # None: let PyTorch choose; see vitkit.speed
 
     def forward(self, x: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, N, D) -> (B, N, D), plus the (B, heads, N, N) attention weights if asked for.
@@ -40,6 +44,8 @@ class Attention(nn.Module):
             out = attn @ v
         else:
             weights = None
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+            pinned = self.sdpa_backends
+            with sdpa_kernel(pinned) if pinned else contextlib.nullcontext():
+                out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
         out = out.transpose(1, 2).reshape(B, N, D)  # (B, N, heads * head_dim)
         return self.proj_drop(self.proj(out)), weights

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from vitkit.layers.attention import Attention
+from vitkit.layers.norm import LayerNorm
 
 
 class Mlp(nn.Module):
@@ -47,11 +48,11 @@ class Block(nn.Module):
                  dropout: float = 0.0, attn_dropout: float = 0.0, drop_path: float = 0.0,
                  norm_eps: float = 1e-6) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.norm1 = LayerNorm(dim, eps=norm_eps)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_dropout=attn_dropout,
                               proj_dropout=dropout)
         self.drop_path1 = DropPath(drop_path)
-        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.norm2 = LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, mlp_dim, dropout=dropout)
         self.drop_path2 = DropPath(drop_path)
 

@@ -7,6 +7,7 @@ and multiply by E" (eq. 1); a stride below the patch size gives overlapping patc
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -50,6 +51,7 @@ class PatchEmbed(nn.Module):
         self.stride = stride
         self.in_chans = in_chans
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=stride)
+        self.as_matmul = False  # non-overlapping patches as reshape + one matmul; see vitkit.speed
 
     def grid(self, hw: tuple[int, int]) -> tuple[int, int]:
         return grid_size(hw, self.patch_size, self.stride)
@@ -59,6 +61,10 @@ class PatchEmbed(nn.Module):
             raise ValueError(
                 f"expected images of shape (batch, {self.in_chans}, height, width), got {tuple(x.shape)}"
             )
-        self.grid((x.shape[-2], x.shape[-1]))  # clear error before the conv's cryptic one
+        gh, gw = self.grid((x.shape[-2], x.shape[-1]))  # clear error before the conv's cryptic one
+        if self.as_matmul and self.stride == self.patch_size:
+            B, C, p = x.shape[0], self.in_chans, self.patch_size
+            x = x.reshape(B, C, gh, p, gw, p).permute(0, 2, 4, 1, 3, 5).reshape(B, gh * gw, C * p * p)
+            return F.linear(x, self.proj.weight.reshape(self.proj.out_channels, -1), self.proj.bias)  # (B, N, D)
         x = self.proj(x)  # (B, D, gh, gw)
         return x.flatten(2).transpose(1, 2)  # (B, N, D)

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
+#   OUT=results bash scripts/gpu_levers.sh b16|small
+set -u
+export PYTHONPATH=src PYTHONUNBUFFERED=1
+OUT=${OUT:-bench_out}; mkdir -p "$OUT"
+run() { python3 -m vitkit bench "$@" --json 2>>"$OUT/levers.log" | tail -n 1 >>"$OUT/levers.jsonl"; tail -n 14 "$OUT/levers.log"; }
+V=(--speed "" --speed cudnn --speed bf16_residual --speed patch_matmul --speed cudnn,bf16_residual,patch_matmul)
+case "${1:-b16}" in
+  b16) run --model vit_b16 --img-size 224 --batch 256 --mode train --mode infer --compare timm --compile "${V[@]}" ;;
+  small) run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile "${V[@]}" ;;
+  autotune) run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile --compile-mode max-autotune-no-cudagraphs --speed "" --speed cudnn,bf16_residual ;;
+esac

@@ -1,0 +1,58 @@
+"""Speed switches that do not change the function a model computes (up to bf16 rounding).
+
+`configure(model, ...)` sets them on a built model; each was measured side by side with timm
+(docs/benchmarks.md says what each bought). All default to off, so a model built by
+`create_model` computes exactly what timm and transformers compute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.nn.attention import SDPBackend
+
+from vitkit.layers.attention import Attention
+
+BACKENDS = {
+    "flash": [SDPBackend.FLASH_ATTENTION],
+    "cudnn": [SDPBackend.CUDNN_ATTENTION],
+    "efficient": [SDPBackend.EFFICIENT_ATTENTION],
+    "math": [SDPBackend.MATH],
+}
+
+
+@dataclass
+class SpeedOptions:
+    attention: str = "auto"  # auto | flash | cudnn | efficient | math: the SDPA kernel to pin
+    bf16_residual: bool = False  # keep the residual stream in bf16 (halves element-wise traffic)
+    patch_matmul: bool = False  # non-overlapping patch projection as reshape + one matmul
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def parse(cls, text: str) -> SpeedOptions:
+        """'cudnn,bf16_residual,patch_matmul' -> options (names of backends or boolean switches)."""
+        opts = cls()
+        for item in filter(None, (t.strip() for t in text.split(","))):
+            if item in BACKENDS or item == "auto":
+                opts.attention = item
+            elif item in ("bf16_residual", "patch_matmul"):
+                setattr(opts, item, True)
+            else:
+                raise ValueError(f"unknown speed option {item!r}; use {sorted(BACKENDS)}, bf16_residual, patch_matmul")
+        return opts
+
+
+def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
+    """Apply speed options in place; returns the model."""
+    if options.attention != "auto" and options.attention not in BACKENDS:
+        raise ValueError(f"unknown attention backend {options.attention!r}")
+    backends = BACKENDS.get(options.attention)
+    for module in model.modules():
+        if isinstance(module, Attention):
+            module.sdpa_backends = backends
+    model.residual_dtype = torch.bfloat16 if options.bf16_residual else None
+    model.patch_embed.as_matmul = options.patch_matmul
+    return model
