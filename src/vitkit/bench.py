@@ -118,8 +118,10 @@ def time_steps(step: Callable[[], object], device: torch.device, warmup: int, it
     return statistics.median(times)
 
 
-def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+def forward_flops(model: torch.nn.Module, x: torch.Tensor, amp: torch.dtype | None) -> int:
+    """Counted under the same autocast as the timed run (pinned fused kernels refuse fp32)."""
+    with FlopCounterMode(display=False) as counter, torch.no_grad(), \
+            torch.autocast(x.device.type, dtype=amp, enabled=amp is not None):
         model(x)
     return int(counter.get_total_flops())
 
@@ -158,8 +160,8 @@ def bench_one(impl: str, config: ViTConfig, mode: str, batch: int, device: torch
         configure(model, SpeedOptions.parse(speed))
     x = torch.randn(batch, config.in_chans, *config.img_size, device=device)
     y = torch.randint(0, max(config.num_classes, 1), (batch,), device=device)
-    flops_per_image = forward_flops(model.eval(), x[:1])
     amp = torch.bfloat16 if device.type == "cuda" else None
+    flops_per_image = forward_flops(model.eval(), x[:1], amp)
     runner = torch.compile(model, mode=compile_mode) if compile else model
     step = make_step(runner, mode, x, y, amp)
     if device.type == "cuda":
@@ -196,8 +198,14 @@ def run_bench(model: str = "vit_b16", img_size: int = 224, batch: int = 256, mod
         for impl, speed in runs:
             if progress:
                 progress(f"{impl}{f'[{speed}]' if speed else ''} {mode}{' compiled' if compile else ''}")
-            results.append(bench_one(impl, config, mode, batch, dev, compile, ceiling, warmup, iters, repeats,
-                                     speed, compile_mode))
+            try:
+                results.append(bench_one(impl, config, mode, batch, dev, compile, ceiling, warmup, iters, repeats,
+                                         speed, compile_mode))
+            except Exception as e:  # one failing variant must not lose the others' numbers
+                failed.append({"impl": impl, "speed": speed, "mode": mode, "error": f"{type(e).__name__}: {e}"[:300]})
+                if progress:
+                    progress(f"FAILED {impl}[{speed}] {mode}: {failed[-1]['error']}")
+                torch.cuda.empty_cache() if dev.type == "cuda" else None
     env = {"torch": torch.__version__, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"}
     for name, mod in (("timm", "timm"), ("transformers", "transformers")):
         try:
@@ -205,4 +213,4 @@ def run_bench(model: str = "vit_b16", img_size: int = 224, batch: int = 256, mod
         except ImportError:
             pass
     return {"model": model, "img_size": img_size, "batch": batch, "config": config.to_dict(),
-            "ceiling_tflops": ceiling, "results": [r.to_dict() for r in results], "skipped": skipped, "env": env}
+            "ceiling_tflops": ceiling, "results": [r.to_dict() for r in results], "skipped": skipped, "failed": failed, "env": env}
