@@ -191,7 +191,7 @@ def run_bench(model: str = "vit_b16", img_size: int = 224, batch: int = 256, mod
     ceiling = matmul_ceiling_tflops(dev)
     impls = ["vitkit"] + [p for p in compare if p != "vitkit"]
     skipped = [p for p in impls if not available(p)]
-    results = []
+    results, failed = [], []
     runs = [(impl, speed) for impl in impls if impl not in skipped
             for speed in (speed_variants if impl == "vitkit" else ("",))]
     for mode in modes:
