@@ -51,9 +51,17 @@ class ViTConfig:
     dynamic_img_size: bool = False
     pos_interp: Literal["bicubic", "bilinear"] = "bicubic"
     name: str = field(default="custom", compare=False)
+    # How the model expects its input, so every command preprocesses as training did.
+    mean: tuple[float, ...] | None = None  # per-channel, in [0, 1] pixel units; None: 0.5
+    std: tuple[float, ...] | None = None
+    class_names: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.img_size = as_pair(self.img_size)
+        if self.mean is not None:
+            self.mean = tuple(float(m) for m in self.mean)
+        if self.std is not None:
+            self.std = tuple(float(v) for v in self.std)
         if self.stride is None:
             self.stride = self.patch_size
         self.validate()
@@ -79,6 +87,8 @@ class ViTConfig:
             p = getattr(self, name)
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {p}")
+        if self.class_names is not None and self.num_classes and len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class_names for {self.num_classes} classes")
         if self.pos_interp not in ("bicubic", "bilinear"):
             raise ValueError(f"pos_interp must be 'bicubic' or 'bilinear', got {self.pos_interp!r}")
 
@@ -99,6 +109,8 @@ class ViTConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["img_size"] = list(self.img_size)
+        for key in ("mean", "std"):
+            d[key] = None if d[key] is None else list(d[key])
         d["format"] = CONFIG_FORMAT
         return d
 

@@ -85,6 +85,7 @@ class VisionTransformer(nn.Module):
 
     def reset_head(self, num_classes: int, keep_representation: bool = False) -> None:
         """A fresh zero-initialised head for new classes; drops the pre-logits layer by default."""
+        self.config.class_names = None  # the old names no longer apply
         if not keep_representation:
             self.config.representation_size = None
             self.pre_logits = nn.Identity()

@@ -78,6 +78,8 @@ def adapt(imported: Imported, overrides: dict[str, Any]) -> tuple[ViTConfig, dic
         raise CheckpointError(
             f"cannot override {changed} when loading weights: the checkpoint has "
             + ", ".join(f"{f}={getattr(src, f)!r}" for f in changed))
+    if overrides.get("num_classes", src.num_classes) != src.num_classes and "class_names" not in overrides:
+        overrides = {**overrides, "class_names": None}  # the checkpoint's names belong to its old head
     config = src.replace(**overrides)
     state = dict(imported.state)
     old_grid = grid_size(src.img_size, src.patch_size, src.stride)

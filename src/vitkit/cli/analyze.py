@@ -19,8 +19,8 @@ from vitkit.cli.output import emit_json, human
               help="Folder for the PNG figures and summary.json (created if missing).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto: CUDA when available.")
-@click.option("--mean", type=float, multiple=True, help="Normalisation mean, once or per channel [0.5].")
-@click.option("--std", type=float, multiple=True, help="Normalisation std, once or per channel [0.5].")
+@click.option("--mean", type=float, multiple=True, help="Normalisation mean, once or per channel [the checkpoint's, else 0.5].")
+@click.option("--std", type=float, multiple=True, help="Normalisation std, once or per channel [the checkpoint's, else 0.5].")
 @click.option("--batch-size", default=32, show_default=True, help="Images per forward pass.")
 @click.option("--json", "json_mode", is_flag=True, help="Print one JSON object on the last line.")
 def analyze(checkpoint: Path, more_images: tuple[Path, ...], images: tuple[Path, ...], out_dir: Path,
@@ -54,8 +54,8 @@ def analyze(checkpoint: Path, more_images: tuple[Path, ...], images: tuple[Path,
 
     try:
         with console.status("analysing..."):
-            summary = run_analysis(model, paths, out_dir, device=device, mean=mean or 0.5,
-                                   std=std or 0.5, batch_size=batch_size, log=log)
+            summary = run_analysis(model, paths, out_dir, device=device, mean=mean or model.config.mean or 0.5,
+                                   std=std or model.config.std or 0.5, batch_size=batch_size, log=log)
     except (ImageError, ValueError) as e:
         raise click.ClickException(str(e)) from e
 

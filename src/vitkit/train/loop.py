@@ -72,7 +72,8 @@ def build_model(config: TrainConfig, data: DataBundle, img_size: int | tuple[int
     from vitkit.checkpoints import load_model
     from vitkit.variants import create_model
 
-    fields = dict(img_size=img_size, num_classes=data.num_classes, **config.model_overrides)
+    fields = dict(img_size=img_size, num_classes=data.num_classes, mean=tuple(data.mean), std=tuple(data.std),
+                  class_names=list(data.class_names), **config.model_overrides)
     if config.init_checkpoint:
         return load_model(config.init_checkpoint, **fields)
     return create_model(config.model, in_chans=data.in_chans, **fields)
@@ -232,7 +233,10 @@ class Trainer:
         if not isinstance(self.data.train, ArraySplit):
             sampler = PlanSampler(self.plan, self.start_step, self.total_steps)
             loader = torch.utils.data.DataLoader(self.data.train, batch_sampler=sampler, num_workers=c.num_workers,
-                                                 pin_memory=self.device.type == "cuda", persistent_workers=False)
+                                                 pin_memory=self.device.type == "cuda", persistent_workers=False,
+                                                 # its own generator: iter() must not draw from the global
+                                                 # RNG, or a resumed run's augmentation would shift
+                                                 generator=torch.Generator().manual_seed(c.seed))
             loader_iter = iter(loader)
         timer = Timer(self.device, total=self.timer_offset)
         window_loss = torch.zeros((), device=self.device)
@@ -254,8 +258,11 @@ class Trainer:
                 window_steps += 1
                 done = step + 1
                 if done % c.log_every == 0 or done == self.total_steps:
+                    if self.dist.world > 1:  # log the global batch's loss, not rank 0's share
+                        window_loss = self.dist.all_reduce_sum(window_loss) / self.dist.world
+                        window_correct = self.dist.all_reduce_sum(window_correct)
                     mean_loss = self.check_finite(window_loss, done) / window_steps
-                    acc = float(window_correct) / (window_steps * micro_examples / self.dist.world)
+                    acc = float(window_correct) / (window_steps * micro_examples)
                     ips = window_steps * micro_examples / max(time.perf_counter() - window_start, 1e-9)
                     if metrics:
                         metrics.write({"kind": "train", "step": done, "epoch": self.plan.epoch_of(done),
