@@ -49,6 +49,7 @@ class TrainConfig:
     # speed
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     compile: bool = False
+    speed: str = ""  # vitkit.speed options, e.g. "cudnn,bf16_residual" (CUDA)
     grad_checkpointing: bool = False
     eval_batch_size: int = 512
     # bookkeeping

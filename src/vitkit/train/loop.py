@@ -111,6 +111,10 @@ class Trainer:
         self.img_size = (size, size) if isinstance(size, int) else tuple(size)
         self.model = build_model(c, self.data, self.img_size).to(self.device)
         self.model.grad_checkpointing = c.grad_checkpointing
+        if c.speed:
+            from vitkit.speed import SpeedOptions, configure
+
+            configure(self.model, SpeedOptions.parse(c.speed))
         self.augment = BatchAugment(c.augment, self.img_size, self.data.mean, self.data.std, self.data.num_classes)
         n_train = len(self.data.train.labels) if isinstance(self.data.train, ArraySplit) else len(self.data.train)
         self.plan = BatchPlan(n_train, c.batch_size, c.accum_steps, self.dist.world, self.dist.rank, c.seed)
