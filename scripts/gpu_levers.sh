@@ -10,4 +10,8 @@ case "${1:-b16}" in
   b16) run --model vit_b16 --img-size 224 --batch 256 --mode train --mode infer --compare timm --compile "${V[@]}" ;;
   small) run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile "${V[@]}" ;;
   autotune) run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile --compile-mode max-autotune-no-cudagraphs --speed "" --speed cudnn,bf16_residual ;;
+  round2)
+    run --model vit_b16 --img-size 224 --batch 256 --mode infer --mode train --compare timm --compile --speed bf16_residual,patch_matmul
+    run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile --compile-mode reduce-overhead --speed bf16_residual,patch_matmul
+    run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile --compile-mode max-autotune-no-cudagraphs --speed bf16_residual,patch_matmul ;;
 esac

@@ -64,6 +64,8 @@ class PatchEmbed(nn.Module):
         gh, gw = self.grid((x.shape[-2], x.shape[-1]))  # clear error before the conv's cryptic one
         if self.as_matmul and self.stride == self.patch_size:
             B, C, p = x.shape[0], self.in_chans, self.patch_size
+            if torch.is_autocast_enabled(x.device.type):  # permute half the bytes
+                x = x.to(torch.get_autocast_dtype(x.device.type))
             x = x.reshape(B, C, gh, p, gw, p).permute(0, 2, 4, 1, 3, 5).reshape(B, gh * gw, C * p * p)
             return F.linear(x, self.proj.weight.reshape(self.proj.out_channels, -1), self.proj.bias)  # (B, N, D)
         x = self.proj(x)  # (B, D, gh, gw)
