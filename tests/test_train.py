@@ -222,3 +222,16 @@ def test_streamed_image_folder_trains_and_resumes_exactly(tmp_path, monkeypatch)
     assert 0 < summary["n_train"] < 24 and vitkit.load_model(tmp_path / "resumed").config.class_names == ["cat", "dog"]
     a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_default_preset_applies_only_to_the_default_job():
+    from vitkit.cli.train import build_config
+
+    default = build_config(None, None, {}, {})
+    assert default.preset == "digits" and default.model_overrides["embed_dim"] == 64
+    other_model = build_config(None, None, {"model": "vit_s4"}, {"depth": 7})
+    assert other_model.model_overrides == {"depth": 7} and other_model.preset is None
+    other_data = build_config(None, None, {"data": "cifar10:/x"}, {})
+    assert other_data.preset is None and other_data.img_size is None
+    preset_model = build_config(None, "small-data", {"model": "vit_ti4"}, {})
+    assert preset_model.model_overrides == {"drop_path": 0.1} and preset_model.augment.mixup == 0.8

@@ -36,15 +36,26 @@ def parse_extra_overrides(args: list[str]) -> dict[str, Any]:
 
 
 def build_config(config_file: str | None, preset: str | None, flags: dict[str, Any], extra: dict[str, Any]):
-    """Defaults < preset (default 'digits' without a config file) < config file < flags < extra overrides."""
+    """Defaults < preset < config file < flags < extra overrides.
+
+    Without a preset or config file, `digits` data (the default) gets the `digits` preset; other
+    data starts from TrainConfig's defaults. Choosing --model drops the preset's width/depth.
+    """
     from vitkit.train import TrainConfig, preset_values
 
     config = TrainConfig()
-    if preset or not config_file:
-        config = config.with_overrides(preset_values(preset or "digits"))
+    explicit = {k: v for k, v in flags.items() if v is not None}
+    if preset:
+        config = config.with_overrides(preset_values(preset))
+    elif not config_file and explicit.get("data", "digits") == "digits" and "model" not in explicit:
+        config = config.with_overrides(preset_values("digits"))  # the default job
     if config_file:
         config = config.with_overrides(yaml.safe_load(open(config_file)) or {})
-    explicit = {k: v for k, v in flags.items() if v is not None}
+    if "model" in explicit and explicit["model"] != config.model:
+        from vitkit.checkpoints.loader import FIXED_FIELDS
+
+        # a preset's width/depth belong to the preset's model; its regularisation still applies
+        config.model_overrides = {k: v for k, v in config.model_overrides.items() if k not in FIXED_FIELDS}
     if "epochs" in explicit and "steps" not in explicit:
         explicit["steps"] = None  # --epochs on the command line wins over a preset's steps
     return config.with_overrides({**explicit, **extra})
