@@ -53,24 +53,28 @@ class Interrupt(Exception):
     pass
 
 
+def train_until_interrupted(monkeypatch, config: TrainConfig, step: int) -> None:
+    """Run `config` and die in its `step`-th optimiser step, as a crash would."""
+    original, calls = Trainer.train_step, {"n": 0}
+
+    def dying_step(self, batches):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise Interrupt
+        return original(self, batches)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "train_step", dying_step)
+        with pytest.raises(Interrupt):
+            train(config)
+
+
 def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, monkeypatch):
     kw = dict(steps=30, checkpoint_every=10, ema_decay=0.9, model_overrides=dict(embed_dim=32, depth=2, num_heads=2,
               drop_path=0.1, dropout=0.1), augment={"crop": "rrc", "mixup": 0.5, "cutmix": 0.5, "erase": 0.25})
     train(fast_config(tmp_path, "straight", **kw))
 
-    original = Trainer.train_step
-    calls = {"n": 0}
-
-    def dying_step(self, batches):
-        calls["n"] += 1
-        if calls["n"] == 25:  # killed between checkpoints (last one at step 20)
-            raise Interrupt
-        return original(self, batches)
-
-    monkeypatch.setattr(Trainer, "train_step", dying_step)
-    with pytest.raises(Interrupt):
-        train(fast_config(tmp_path, "interrupted", **kw))
-    monkeypatch.setattr(Trainer, "train_step", original)
+    train_until_interrupted(monkeypatch, fast_config(tmp_path, "interrupted", **kw), step=25)  # last ckpt: 20
     assert json.loads((tmp_path / "interrupted" / "latest.json").read_text())["step"] == 20
     train(TrainConfig(), resume=tmp_path / "interrupted")
 
@@ -205,18 +209,7 @@ def test_streamed_image_folder_trains_and_resumes_exactly(tmp_path, monkeypatch)
     kw = dict(data=f"imagefolder:{tmp_path / 'folder'}", img_size=16, batch_size=8, steps=6, checkpoint_every=3,
               num_workers=0, val_fraction=0.25)
     train(fast_config(tmp_path, "straight", **kw))
-    original, calls = Trainer.train_step, {"n": 0}
-
-    def dying_step(self, batches):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise Interrupt
-        return original(self, batches)
-
-    monkeypatch.setattr(Trainer, "train_step", dying_step)
-    with pytest.raises(Interrupt):
-        train(fast_config(tmp_path, "resumed", **kw))
-    monkeypatch.setattr(Trainer, "train_step", original)
+    train_until_interrupted(monkeypatch, fast_config(tmp_path, "resumed", **kw), step=5)
     summary = train(TrainConfig(), resume=tmp_path / "resumed")
     assert 0 < summary["n_train"] < 24 and vitkit.load_model(tmp_path / "resumed").config.class_names == ["cat", "dog"]
     a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
