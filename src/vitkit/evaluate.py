@@ -83,3 +83,47 @@ def evaluate(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch
         top1=float(confusion.diag().sum()) / n, top5=float(top5_hits) / n, loss=float(loss_sum) / n, n=n,
         per_class=(confusion.diag() / per_class_n).tolist(), confusion=confusion.tolist(),
         images_per_s=n / max(seconds, 1e-9))
+
+
+def input_stats(model_config, fallback_mean=None, fallback_std=None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The (mean, std) a model was trained with: its config's, else the fallback, else 0.5 (the
+    paper's [-1, 1] pixels), one value per input channel."""
+    c = model_config.in_chans
+    mean = model_config.mean or fallback_mean or (0.5,) * c
+    std = model_config.std or fallback_std or (0.5,) * c
+    if len(mean) != c or len(std) != c:
+        raise ValueError(f"normalisation has {len(mean)} mean / {len(std)} std values for a {c}-channel model")
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+def evaluate_split(model, split, num_classes: int, *, mean=None, std=None, batch_size: int = 256,
+                   num_workers: int = 4, amp_dtype: torch.dtype | None = None) -> EvalResult:
+    """Evaluate `model` (on its device) on a data split, preprocessed as the model was trained:
+    resized to its `img_size`, normalised by its own mean/std (`mean`/`std` only fill in when the
+    model records none)."""
+    from vitkit.augment import preprocess_eval
+
+    device = next(model.parameters()).device
+    mean, std = input_stats(model.config, mean, std)
+    size = model.config.img_size
+    return evaluate(model, split_batches(split, batch_size, device, num_workers), num_classes,
+                    lambda u8: preprocess_eval(u8, size, mean, std), amp_dtype)
+
+
+def check_compatible(model_config, data, need_head: bool = True) -> list[str]:
+    """Raise ValueError if the model cannot be run on `data` (channels, class count); return
+    warnings for what merely looks odd (class names that differ)."""
+    if model_config.in_chans != data.in_chans:
+        raise ValueError(f"the model takes {model_config.in_chans}-channel images, {data.source or data.name} has "
+                         f"{data.in_chans}-channel ones")
+    if not need_head:
+        return []
+    if model_config.num_classes != data.num_classes:
+        raise ValueError(f"the model has {model_config.num_classes} classes, {data.source or data.name} has "
+                         f"{data.num_classes}; pick the classes it was trained on with --classes "
+                         f"(e.g. --classes 5,6,7,8,9)")
+    names = model_config.class_names
+    if names and list(names) != list(data.class_names):
+        return [(f"the model's class names {names[:5]}... differ from the data's {data.class_names[:5]}...; "
+                 "accuracy assumes class i of the model is class i of the data")]
+    return []

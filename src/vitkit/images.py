@@ -1,18 +1,24 @@
-"""Image files in, model-ready tensors out: open, orient, convert, resize, normalise.
+"""Image files in, model-ready tensors out, for `analyze`: open, orient, convert, resize, normalise.
 
-Model configs carry no normalisation yet, so the default is mean 0.5 / std 0.5 per channel
-(pixels in [-1, 1], as the paper's models were trained); pass `mean`/`std` for other models.
+Decoding (EXIF orientation, 16-bit, alpha, palettes, CMYK) is `vitkit.data.images`'s; this module
+adds per-file error messages (`reading`), the whole image resized without cropping, and
+normalisation. The default is mean 0.5 / std 0.5 per channel (pixels in [-1, 1], as the paper's
+models were trained); callers pass a checkpoint's own `config.mean`/`config.std` when it has them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
+
+from vitkit.data.images import open_upright
 
 DEFAULT_MEAN = 0.5
 DEFAULT_STD = 0.5
@@ -57,41 +63,40 @@ def _channel_stats(value: Stats, in_chans: int, name: str) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32)[:, None, None]
 
 
-def _to_8bit(img: Image.Image) -> Image.Image:
-    """16-bit and float images scaled to 8 bits (Pillow's own conversion would clip them)."""
-    if img.mode not in ("I", "I;16", "I;16B", "I;16L", "F"):
-        return img
-    arr = np.asarray(img, dtype=np.float64)
-    if img.mode == "F":
-        arr = (arr - arr.min()) / max(float(np.ptp(arr)), 1e-12)
-    else:  # integer modes: 16-bit if any value needs it
-        arr = arr / (65535.0 if arr.max() > 255 else 255.0)
-    return Image.fromarray(np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8))
+@contextmanager
+def reading(path: str | Path) -> Iterator[None]:
+    """Turn whatever Pillow raises while reading `path` into one ImageError naming the file.
+
+    An image over Pillow's `Image.MAX_IMAGE_PIXELS` counts as an error (Pillow itself only warns
+    below twice that): a decompression bomb is refused before its pixels are decoded.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{path}: refused as a possible decompression bomb ({e}); raise "
+                         "PIL.Image.MAX_IMAGE_PIXELS if you trust this file") from None
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a folder with no image files") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file Pillow can read") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:  # e.g. a truncated or corrupt image
+        raise ImageError(f"{path}: not an image Pillow can read ({type(e).__name__}: {e})") from None
 
 
 def read_image(path: str | Path, in_chans: int) -> Image.Image:
     """Open any Pillow-readable file upright (EXIF orientation), as 'RGB' (3 channels) or 'L' (1).
 
-    Transparent pixels are put on white. Raises ImageError with the file's name otherwise.
+    16-bit and float images are scaled to 8 bits and transparent pixels put on white (see
+    `vitkit.data.images.to_8bit`). Raises ImageError with the file's name otherwise.
     """
     if in_chans not in (1, 3):
         raise ValueError(f"image files give 1 (gray) or 3 (RGB) channels; this model takes {in_chans}")
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            img.load()
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image file Pillow can read") from None
-    except (OSError, SyntaxError, ValueError) as e:  # e.g. a truncated or corrupt image
-        raise ImageError(f"{path}: not an image Pillow can read ({type(e).__name__}: {e})") from None
-    img = _to_8bit(img)
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        img = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img.alpha_composite(rgba)
+    with reading(path):
+        img = open_upright(str(path))
     return img.convert("RGB" if in_chans == 3 else "L")
 
 

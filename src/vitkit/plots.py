@@ -156,3 +156,32 @@ def attention_overlay_figure(image: torch.Tensor, heat: torch.Tensor, name: str,
         ax.set_ylabel("y (pixels)")
     fig.suptitle(f"Attention map: {name}")
     return fig
+
+
+# ---- evaluation --------------------------------------------------------------------------
+def confusion_figure(confusion, class_names: list[str] | None = None, title: str = "Confusion matrix") -> Figure:
+    """(K, K) counts [true][predicted] as a heat map of row-normalised rates (each true class sums
+    to 1), with the counts written in the cells when K <= 20."""
+    counts = np.asarray(confusion, dtype=np.float64)
+    k = counts.shape[0]
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = min(4.0 + 0.45 * k, 16.0)
+    fig = Figure(figsize=(size + 1.2, size), layout="constrained")
+    ax = fig.add_subplot()
+    im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="fraction of the true class")
+    names = class_names if class_names and len(class_names) == k else [str(i) for i in range(k)]
+    step = max(1, math.ceil(k / 30))  # at most ~30 labelled ticks
+    ticks = list(range(0, k, step))
+    ax.set_xticks(ticks, [names[i] for i in ticks], rotation=90 if k > 10 else 0)
+    ax.set_yticks(ticks, [names[i] for i in ticks])
+    if k <= 20:
+        for t in range(k):
+            for p in range(k):
+                if counts[t, p]:
+                    ax.text(p, t, f"{int(counts[t, p])}", ha="center", va="center", fontsize="small",
+                            color="white" if rates[t, p] > 0.5 else "black")
+    ax.set_title(title)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    return fig

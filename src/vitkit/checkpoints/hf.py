@@ -108,11 +108,18 @@ def config_from_hf(hf: dict[str, Any], state: dict[str, torch.Tensor]) -> ViTCon
     if pooler is not None and hf.get("pooler_act", "tanh") != "tanh":
         raise CheckpointError(f"pooler_act={hf.get('pooler_act')!r} is not supported (only 'tanh')")
     head = state.get("head.weight")
+    num_classes = 0 if head is None else head.shape[0]
+    pre = hf.get("preprocessor", {})  # preprocessor_config.json, when read from a folder that has one
+    chans = hf.get("num_channels", 3)
+    mean, std = pre.get("image_mean"), pre.get("image_std")
+    if not (isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std) == chans):
+        mean = std = None
     return ViTConfig(
+        mean=mean, std=std, class_names=class_names_from_hf(hf, num_classes),
         img_size=hf.get("image_size", 224),
         patch_size=hf.get("patch_size", 16),
-        in_chans=hf.get("num_channels", 3),
-        num_classes=0 if head is None else head.shape[0],
+        in_chans=chans,
+        num_classes=num_classes,
         embed_dim=hf["hidden_size"],
         depth=hf["num_hidden_layers"],
         num_heads=hf["num_attention_heads"],
@@ -124,6 +131,17 @@ def config_from_hf(hf: dict[str, Any], state: dict[str, torch.Tensor]) -> ViTCon
         qkv_bias=hf.get("qkv_bias", True),
         name="hf-vit",
     )
+
+
+def class_names_from_hf(hf: dict[str, Any], num_classes: int) -> list[str] | None:
+    """id2label as a list, unless it is missing, incomplete or transformers' LABEL_i placeholders."""
+    labels = hf.get("id2label") or {}
+    names = [labels.get(str(i), labels.get(i)) for i in range(num_classes)]
+    if not num_classes or len(labels) != num_classes or any(n is None for n in names):
+        return None
+    if names == [f"LABEL_{i}" for i in range(num_classes)]:
+        return None
+    return [str(n) for n in names]
 
 
 def config_from_hf_state(state: dict[str, torch.Tensor], num_heads: int | None = None) -> dict[str, Any]:
@@ -161,6 +179,12 @@ def read_hf_dir(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         state = read_torch(path / "pytorch_model.bin")
     else:
         raise CheckpointError(f"{path}: no model.safetensors or pytorch_model.bin in this folder")
+    pre = path / "preprocessor_config.json"
+    if pre.is_file():  # how the model expects its input (mean, std), when the folder says
+        try:
+            config["preprocessor"] = json.loads(pre.read_text())
+        except json.JSONDecodeError:
+            pass  # optional metadata: a broken file only loses the normalisation
     return state, config
 
 
@@ -204,7 +228,20 @@ def save_hf_dir(model: torch.nn.Module, path: str | Path) -> Path:
     state = {k: v.detach().contiguous().cpu() for k, v in to_hf_state(model.state_dict()).items()}
     save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
     (path / "config.json").write_text(json.dumps(config, indent=2))
+    (path / "preprocessor_config.json").write_text(json.dumps(to_hf_preprocessor(model.config), indent=2))
     return path
+
+
+def to_hf_preprocessor(config: ViTConfig) -> dict[str, Any]:
+    """A `ViTImageProcessor` config that feeds the model as vitkit does: resize to img_size
+    (bilinear), pixels to [0, 1], the model's own mean/std (0.5 when it records none)."""
+    c = config.in_chans
+    return {
+        "image_processor_type": "ViTImageProcessor", "do_resize": True, "resample": 2,
+        "size": {"height": config.img_size[0], "width": config.img_size[1]},
+        "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+        "image_mean": list(config.mean or (0.5,) * c), "image_std": list(config.std or (0.5,) * c),
+    }
 
 
 def to_hf_config(config: ViTConfig) -> dict[str, Any]:
@@ -222,6 +259,9 @@ def to_hf_config(config: ViTConfig) -> dict[str, Any]:
         unsupported.append("a pre-logits layer in a classifier")
     if unsupported:
         raise CheckpointError("Hugging Face ViT cannot express: " + ", ".join(unsupported))
+    names = list(config.class_names or [])
+    if len(names) != config.num_classes or len(set(names)) != len(names):  # label2id needs unique names
+        names = [f"LABEL_{i}" for i in range(config.num_classes)]
     return {
         "model_type": "vit", "architectures": ["ViTForImageClassification"],
         "hidden_size": config.embed_dim, "num_hidden_layers": config.depth,
@@ -231,6 +271,6 @@ def to_hf_config(config: ViTConfig) -> dict[str, Any]:
         "image_size": config.img_size[0], "patch_size": config.patch_size,
         "num_channels": config.in_chans, "qkv_bias": config.qkv_bias,
         "num_labels": config.num_classes,
-        "id2label": {str(i): f"LABEL_{i}" for i in range(config.num_classes)},
-        "label2id": {f"LABEL_{i}": i for i in range(config.num_classes)},
+        "id2label": {str(i): name for i, name in enumerate(names)},
+        "label2id": {name: i for i, name in enumerate(names)},
     }

@@ -41,9 +41,19 @@ def _register() -> None:
     """Commands live in their own modules; importing them here keeps `vitkit --help` complete."""
     from vitkit.cli.analyze import analyze
     from vitkit.cli.bench import bench_cmd
+    from vitkit.cli.eval import eval_cmd
+    from vitkit.cli.export import export_cmd
+    from vitkit.cli.fewshot import fewshot_cmd
+    from vitkit.cli.finetune import finetune_cmd
+    from vitkit.cli.predict import predict_cmd
     from vitkit.cli.train import train_cmd
 
     main.add_command(train_cmd, name="train")
+    main.add_command(finetune_cmd, name="finetune")
+    main.add_command(eval_cmd, name="eval")
+    main.add_command(fewshot_cmd, name="fewshot")
+    main.add_command(predict_cmd, name="predict")
+    main.add_command(export_cmd, name="export")
     main.add_command(bench_cmd, name="bench")
     main.add_command(analyze)
 

@@ -68,14 +68,23 @@ def center_crop_box(width: int, height: int, out_h: int, out_w: int) -> tuple[fl
     return (left, top, left + crop_w, top + crop_h)
 
 
+def open_upright(path: str, draft_size: int | None = None) -> Image.Image:
+    """Decode one file as an 'L' or 'RGB' image turned by its EXIF orientation.
+
+    `draft_size`: a JPEG much larger than this may be decoded at a reduced scale (faster).
+    Raises whatever Pillow raises for a missing, damaged or over-large file.
+    """
+    with Image.open(path) as im:
+        if draft_size and im.format == "JPEG":
+            im.draft(im.mode, (draft_size, draft_size))
+        im = ImageOps.exif_transpose(im)  # loads the pixels; a no-op copy without an orientation tag
+        return to_8bit(im)
+
+
 def load_image(path: str, size: tuple[int, int], channels: int) -> torch.Tensor:
     """Decode, orient, convert and resize one file: uint8 (channels, H, W)."""
     out_h, out_w = size
-    with Image.open(path) as im:
-        if im.format == "JPEG":  # decode at a reduced scale when the file is much larger than needed
-            im.draft(im.mode, (max(out_h, out_w),) * 2)
-        im = ImageOps.exif_transpose(im)  # loads the pixels; a no-op copy without an orientation tag
-        im = to_8bit(im)
+    im = open_upright(path, draft_size=max(out_h, out_w))
     if channels == 3 and im.mode == "L":
         im = im.convert("RGB")
     elif channels == 1 and im.mode == "RGB":

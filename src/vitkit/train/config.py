@@ -20,7 +20,8 @@ class TrainConfig:
     # model
     model: str = "vit_ti4"  # a zoo name
     model_overrides: dict[str, Any] = field(default_factory=dict)  # ViTConfig fields, e.g. depth
-    init_checkpoint: str | None = None  # start from these weights (fine-tuning); head reset for new classes
+    init_checkpoint: str | None = None  # start from these weights (fine-tuning); see vitkit.train.finetune
+    keep_head: bool = False  # with init_checkpoint and the same classes: keep its head (else a fresh zero one)
     # data
     data: str = "digits"
     classes: list[int] | None = None  # train on a subset of class ids, relabelled 0..k-1

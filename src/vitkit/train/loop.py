@@ -69,14 +69,14 @@ def default_run_dir() -> Path:
 
 def build_model(config: TrainConfig, data: DataBundle, img_size: int | tuple[int, int]) -> VisionTransformer:
     """A zoo model for the data, or the init checkpoint adapted to it (new head, new resolution)."""
-    from vitkit.checkpoints import load_model
+    from vitkit.train.finetune import pretrained_model
     from vitkit.variants import create_model
 
-    fields = dict(img_size=img_size, num_classes=data.num_classes, mean=tuple(data.mean), std=tuple(data.std),
-                  class_names=list(data.class_names), **config.model_overrides)
     if config.init_checkpoint:
-        return load_model(config.init_checkpoint, **fields)
-    return create_model(config.model, in_chans=data.in_chans, **fields)
+        return pretrained_model(config.init_checkpoint, data, img_size, config.model_overrides, config.keep_head)
+    return create_model(config.model, in_chans=data.in_chans, img_size=img_size, num_classes=data.num_classes,
+                        mean=tuple(data.mean), std=tuple(data.std), class_names=list(data.class_names),
+                        **config.model_overrides)
 
 
 class Trainer:
@@ -115,7 +115,9 @@ class Trainer:
             from vitkit.speed import SpeedOptions, configure
 
             configure(self.model, SpeedOptions.parse(c.speed))
-        self.augment = BatchAugment(c.augment, self.img_size, self.data.mean, self.data.std, self.data.num_classes)
+        # The model's own normalisation: the data's for a new model, the checkpoint's when fine-tuning
+        self.mean, self.std = self.model.config.mean, self.model.config.std
+        self.augment = BatchAugment(c.augment, self.img_size, self.mean, self.std, self.data.num_classes)
         n_train = len(self.data.train.labels) if isinstance(self.data.train, ArraySplit) else len(self.data.train)
         self.plan = BatchPlan(n_train, c.batch_size, c.accum_steps, self.dist.world, self.dist.rank, c.seed)
         self.total_steps = c.steps or max(1, math.ceil(c.epochs * self.plan.steps_per_epoch))
@@ -206,7 +208,7 @@ class Trainer:
         batches = split_batches(self.data.val, self.config.eval_batch_size, self.device, self.config.num_workers,
                                 self.dist.rank, self.dist.world)
         return evaluate(model, batches, self.data.num_classes,
-                        lambda u8: preprocess_eval(u8, self.img_size, self.data.mean, self.data.std),
+                        lambda u8: preprocess_eval(u8, self.img_size, self.mean, self.std),
                         self.amp_dtype, reduce=self.dist.all_reduce_sum if self.dist.world > 1 else None)
 
     def checkpoint(self, step: int, seconds: float, final: bool = False) -> None:
