@@ -9,8 +9,9 @@ image (counted by PyTorch's FLOP counter) x the images seen. After each run the 
 written to OUT/results.json and OUT/results.csv, so a study that stopped resumes where it was:
 finished runs are not redone, an interrupted one continues from its last checkpoint.
 
-    vitkit study data-scaling --data digits --models vit_ti4 bit_r26x1 --fractions 0.1 0.3 1.0 \\
-        --img-size 16 --epochs 30 --out study_digits      # CPU, minutes
+    vitkit study data-scaling --data digits --models vit_ti4 vit_r26_ti16 bit_r26x1 \\
+        --fractions 0.1 0.3 1.0 --img-size 16 --epochs 30 --out study_digits
+    (a CPU-sized example, not yet timed; tests/test_study.py runs a tiny one in seconds)
 """
 
 from __future__ import annotations
