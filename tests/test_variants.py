@@ -30,7 +30,7 @@ def test_real_b16_built_once_has_exact_count():
     assert vitkit.create_model("vit_b16").num_params() == PAPER_PARAMS["vit_b16"]
 
 
-@pytest.mark.parametrize("name", vitkit.list_models())
+@pytest.mark.parametrize("name", vitkit.list_models("vit"))
 def test_every_zoo_model_matches_the_analytic_count(name):
     c = model_config(name)
     grid = 224 // c.patch_size if 224 % c.patch_size == 0 else (224 - c.patch_size) // c.patch_size + 1
@@ -38,9 +38,13 @@ def test_every_zoo_model_matches_the_analytic_count(name):
 
 
 def test_zoo_lists_every_width_and_patch():
-    names = set(vitkit.list_models())
-    assert names == {f"vit_{w}{p}" for w in WIDTHS for p in PATCH_SIZES}
-    assert {"vit_b16", "vit_l16", "vit_h14", "vit_ti4"} <= names
+    vits = vitkit.list_models("vit")
+    assert set(vits) == {f"vit_{w}{p}" for w in WIDTHS for p in PATCH_SIZES}
+    assert {"vit_b16", "vit_l16", "vit_h14", "vit_ti4"} <= set(vits)
+    everything = vitkit.list_models()
+    assert everything[:len(vits)] == vits  # ViTs first, then hybrids, then BiT
+    assert everything == vits + vitkit.list_models("hybrid") + vitkit.list_models("bit")
+    assert len(set(everything)) == len(everything)
 
 
 @pytest.mark.parametrize("size", list(WIDTHS))

@@ -1,19 +1,25 @@
-"""The model configuration: one dataclass that rebuilds a ViT with no other input.
+"""Model configurations: dataclasses that rebuild a model with no other input.
 
-It travels inside every checkpoint (as JSON) and is what `create_model` overrides act on.
+`ViTConfig` (plain or hybrid ViT) and `ResNetConfig` (BiT ResNet-v2) travel inside every checkpoint
+(as JSON, tagged with their `format`) and are what `create_model` overrides act on. `BackboneConfig`
+describes a convolutional trunk: the whole of a BiT model, or the front of a hybrid ViT.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Pool = Literal["cls", "gap"]
 PosEmbed = Literal["learn", "sincos", "none"]
+Stem = Literal["standard", "small"]
+Padding = Literal["symmetric", "same"]
 
 CONFIG_FORMAT = "vitkit.vit/1"
+RESNET_FORMAT = "vitkit.resnet/1"
 
 
 def as_pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -50,6 +56,8 @@ class ViTConfig:
     qkv_bias: bool = True
     dynamic_img_size: bool = False
     pos_interp: Literal["bicubic", "bilinear"] = "bicubic"
+    # Hybrid (paper section 3.1): a ResNet trunk whose feature map is the token grid (patch_size 1).
+    backbone: BackboneConfig | None = None
     name: str = field(default="custom", compare=False)
     # How the model expects its input, so every command preprocesses as training did.
     mean: tuple[float, ...] | None = None  # per-channel, in [0, 1] pixel units; None: 0.5
@@ -58,6 +66,8 @@ class ViTConfig:
 
     def __post_init__(self) -> None:
         self.img_size = as_pair(self.img_size)
+        if isinstance(self.backbone, dict):
+            self.backbone = BackboneConfig.from_dict(self.backbone)
         if self.mean is not None:
             self.mean = tuple(float(m) for m in self.mean)
         if self.std is not None:
@@ -101,6 +111,18 @@ class ViTConfig:
         """Tokens before the patches: the class token for pool='cls', none for 'gap'."""
         return 1 if self.pool == "cls" else 0
 
+    def token_grid(self, img_size: tuple[int, int] | None = None) -> tuple[int, int]:
+        """(rows, cols) of patch tokens at `img_size` (default: the configured size).
+
+        For a hybrid the patches tile the backbone's feature map, not the image.
+        """
+        from vitkit.layers.patch_embed import grid_size
+
+        hw = as_pair(img_size) if img_size is not None else self.img_size
+        if self.backbone is not None:
+            hw = self.backbone.feature_size(hw)
+        return grid_size(hw, self.patch_size, self.stride)  # type: ignore[arg-type]
+
     def replace(self, **overrides: Any) -> ViTConfig:
         """A copy with fields replaced; unknown names are a clear error."""
         check_field_names(overrides)
@@ -111,6 +133,7 @@ class ViTConfig:
         d["img_size"] = list(self.img_size)
         for key in ("mean", "std"):
             d[key] = None if d[key] is None else list(d[key])
+        d["backbone"] = None if self.backbone is None else self.backbone.to_dict()
         d["format"] = CONFIG_FORMAT
         return d
 
@@ -128,11 +151,190 @@ class ViTConfig:
         return cls.from_dict(json.loads(text))
 
 
-def field_names() -> list[str]:
-    return [f.name for f in dataclasses.fields(ViTConfig)]
+def field_names(cls: type | None = None) -> list[str]:
+    """Field names of a config class (ViTConfig by default)."""
+    return [f.name for f in dataclasses.fields(cls or ViTConfig)]
 
 
-def check_field_names(overrides: dict[str, Any]) -> None:
-    unknown = sorted(set(overrides) - set(field_names()))
+def model_field_names() -> set[str]:
+    """Every field of every model family: the names `vitkit train --FIELD` passes to the model."""
+    return set(field_names(ViTConfig)) | set(field_names(ResNetConfig))
+
+
+def check_field_names(overrides: dict[str, Any], cls: type | None = None) -> None:
+    cls = cls or ViTConfig
+    unknown = sorted(set(overrides) - set(field_names(cls)))
     if unknown:
-        raise TypeError(f"unknown ViT config field(s) {unknown}; valid fields: {field_names()}")
+        kind = "ViT" if cls is ViTConfig else "ResNet"
+        raise TypeError(f"unknown {kind} config field(s) {unknown}; valid fields: {field_names(cls)}")
+
+
+# ---- convolutional trunks: BiT ResNet-v2 and the front of a hybrid ViT ---------------------
+def round_channels(raw: float) -> int:
+    """The nearest multiple of 8 (at least 8, never more than 10% below), as BiT/timm round widths."""
+    rounded = max(8, int(raw + 4) // 8 * 8)
+    return rounded + 8 if rounded < 0.9 * raw else rounded
+
+
+def bottleneck_channels(out_channels: int) -> int:
+    """Inner width of a bottleneck block: a quarter of its output."""
+    return round_channels(out_channels * 0.25)
+
+
+@dataclass
+class BackboneConfig:
+    """A ResNet-v2 trunk: a stem and stages of bottleneck blocks with GroupNorm and Weight
+    Standardisation (Kolesnikov et al. 2020, BiT). Stage 1 keeps the stem's resolution, every later
+    stage halves it. As a hybrid's front end it is the paper's non-pre-activation variant with
+    TF 'same' padding; as a BiT classifier (`ResNetConfig`) it is pre-activation.
+    """
+
+    layers: tuple[int, ...] = (3, 4, 9)  # blocks per stage; R50: 3,4,6,3; hybrid /16: 3,4,9
+    width: int = 1  # BiT's width multiplier (R50x3: 3)
+    stem_width: int = 64  # stem channels before the multiplier
+    stage_widths: tuple[int, ...] | None = None  # output channels before the multiplier; None: 256 * 2**i
+    stem: Stem = "standard"  # "standard": 7x7/2 conv + 3x3/2 max pool; "small": 3x3/1 conv, no pool
+    padding: Padding = "same"  # "symmetric" (PyTorch, BiT) or "same" (TensorFlow, the paper's hybrid)
+    preact: bool = False  # pre-activation (v2) blocks; False: the post-activation blocks of the hybrid
+    num_groups: int = 32  # GroupNorm groups
+    ws_eps: float = 1e-8  # weight-standardisation epsilon
+    drop_path: float = 0.0  # stochastic depth, rising linearly over the blocks
+
+    def __post_init__(self) -> None:
+        self.layers = tuple(int(n) for n in self.layers)
+        if self.stage_widths is not None:
+            self.stage_widths = tuple(int(w) for w in self.stage_widths)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first inconsistent field."""
+        if not self.layers or min(self.layers) < 1:
+            raise ValueError(f"layers needs at least one stage of at least one block, got {self.layers}")
+        if self.stage_widths is not None and len(self.stage_widths) != len(self.layers):
+            raise ValueError(f"stage_widths {self.stage_widths} needs one width per stage of layers {self.layers}")
+        if self.width < 1 or self.stem_width < 1:
+            raise ValueError(f"width and stem_width must be >= 1, got {self.width}, {self.stem_width}")
+        if self.stem not in ("standard", "small"):
+            raise ValueError(f"stem must be 'standard' or 'small', got {self.stem!r}")
+        if self.padding not in ("symmetric", "same"):
+            raise ValueError(f"padding must be 'symmetric' or 'same', got {self.padding!r}")
+        if not 0.0 <= self.drop_path < 1.0:
+            raise ValueError(f"drop_path must be in [0, 1), got {self.drop_path}")
+        for ch in [self.stem_channels, *self.stage_channels, *map(bottleneck_channels, self.stage_channels)]:
+            if ch % self.num_groups:
+                raise ValueError(f"{ch} channels do not split into {self.num_groups} GroupNorm groups; "
+                                 f"choose widths that are multiples of {4 * self.num_groups} or fewer groups")
+
+    @property
+    def stem_channels(self) -> int:
+        return round_channels(self.stem_width * self.width)
+
+    @property
+    def stage_channels(self) -> list[int]:
+        bases = self.stage_widths or tuple(256 * 2**i for i in range(len(self.layers)))
+        return [round_channels(b * self.width) for b in bases]
+
+    @property
+    def out_channels(self) -> int:
+        return self.stage_channels[-1]
+
+    @property
+    def reduction(self) -> int:
+        """Total downsampling of the trunk: 4 for the standard stem, times 2 per stage after the first."""
+        return (4 if self.stem == "standard" else 1) * 2 ** (len(self.layers) - 1)
+
+    def feature_size(self, img_size: tuple[int, int]) -> tuple[int, int]:
+        """(H, W) of the trunk's output for an image. Every stride-2 step maps n to ceil(n / 2),
+        under both padding modes."""
+        steps = int(math.log2(self.reduction))
+        h, w = img_size
+        for _ in range(steps):
+            h, w = -(-h // 2), -(-w // 2)
+        return (h, w)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["layers"] = list(self.layers)
+        d["stage_widths"] = None if self.stage_widths is None else list(self.stage_widths)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BackboneConfig:
+        unknown = sorted(set(d) - set(field_names(cls)))
+        if unknown:
+            raise TypeError(f"unknown backbone field(s) {unknown}; valid fields: {field_names(cls)}")
+        return cls(**d)
+
+
+@dataclass
+class ResNetConfig(BackboneConfig):
+    """A BiT ResNet-v2 classifier: the trunk (pre-activation, symmetric padding, as BiT), a final
+    GroupNorm + ReLU, global average pooling and a linear head. Field names are override names.
+    """
+
+    layers: tuple[int, ...] = (3, 4, 6, 3)
+    padding: Padding = "symmetric"
+    preact: bool = True
+    img_size: tuple[int, int] = (224, 224)  # the training resolution; any size runs
+    in_chans: int = 3
+    num_classes: int = 1000  # 0: no head, `forward` returns the pooled features
+    name: str = field(default="custom", compare=False)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    class_names: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        self.img_size = as_pair(self.img_size)
+        if self.mean is not None:
+            self.mean = tuple(float(m) for m in self.mean)
+        if self.std is not None:
+            self.std = tuple(float(v) for v in self.std)
+        super().__post_init__()
+
+    def validate(self) -> None:
+        super().validate()
+        if self.in_chans < 1:
+            raise ValueError(f"in_chans must be >= 1, got {self.in_chans}")
+        if self.class_names is not None and self.num_classes and len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class_names for {self.num_classes} classes")
+
+    def replace(self, **overrides: Any) -> ResNetConfig:
+        check_field_names(overrides, ResNetConfig)
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d["img_size"] = list(self.img_size)
+        for key in ("mean", "std"):
+            d[key] = None if d[key] is None else list(d[key])
+        d["format"] = RESNET_FORMAT
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ResNetConfig:
+        d = {k: v for k, v in d.items() if k != "format"}
+        check_field_names(d, cls)
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> ResNetConfig:
+        return cls.from_dict(json.loads(text))
+
+
+ModelConfig = ViTConfig | ResNetConfig
+CONFIG_TYPES: dict[str, type] = {CONFIG_FORMAT: ViTConfig, RESNET_FORMAT: ResNetConfig}
+
+
+def config_from_dict(d: dict[str, Any]) -> ModelConfig:
+    """A model config from its dict, by its `format` tag (untagged dicts are ViT configs)."""
+    fmt = d.get("format", CONFIG_FORMAT)
+    if fmt not in CONFIG_TYPES:
+        raise ValueError(f"unknown model config format {fmt!r}; this vitkit reads {sorted(CONFIG_TYPES)}")
+    return CONFIG_TYPES[fmt].from_dict(d)
+
+
+def config_from_json(text: str) -> ModelConfig:
+    return config_from_dict(json.loads(text))

@@ -9,15 +9,15 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from vitkit.config import ViTConfig
+from vitkit.config import ModelConfig
 
 
-def count_forward_flops(config: ViTConfig, batch: int = 1) -> int:
-    """FLOPs of one forward pass over `batch` images at the config's resolution."""
-    from vitkit.model import VisionTransformer
+def count_forward_flops(config: ModelConfig, batch: int = 1) -> int:
+    """FLOPs of one forward pass over `batch` images at the config's resolution (ViT, hybrid or ResNet)."""
+    from vitkit.variants import model_from_config
 
     with torch.device("meta"):
-        model = VisionTransformer(config)
+        model = model_from_config(config)
         x = torch.empty(batch, config.in_chans, *config.img_size)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x)

@@ -1,4 +1,4 @@
-"""The Vision Transformer of Dosovitskiy et al. (ICLR 2021), equations 1-4."""
+"""The Vision Transformer of Dosovitskiy et al. (ICLR 2021), equations 1-4, and its hybrid."""
 
 from __future__ import annotations
 
@@ -12,20 +12,29 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from vitkit.config import ViTConfig
-from vitkit.layers import Block, PatchEmbed, grid_size, resample_pos_embed, sincos_2d
+from vitkit.layers import Block, PatchEmbed, resample_pos_embed, sincos_2d
+from vitkit.layers.hybrid_embed import HybridEmbed
 from vitkit.layers.norm import LayerNorm
 
 
 class VisionTransformer(nn.Module):
-    """Patches -> linear projection -> [class token] + positions -> pre-LN encoder -> norm -> head."""
+    """Patches -> linear projection -> [class token] + positions -> pre-LN encoder -> norm -> head.
+
+    With `config.backbone` set it is the paper's hybrid: the patches come from a ResNet's feature
+    map instead of the image; everything after the patch embedding is the same.
+    """
 
     def __init__(self, config: ViTConfig) -> None:
         super().__init__()
         self.config = config
         c = config
-        self.grid = grid_size(c.img_size, c.patch_size, c.stride)  # fails early on a bad size
+        self.grid = c.token_grid()  # fails early on a bad size
         num_patches = self.grid[0] * self.grid[1]
-        self.patch_embed = PatchEmbed(c.patch_size, c.stride, c.in_chans, c.embed_dim)
+        if c.backbone is not None:  # hybrid: patches of a ResNet feature map (section 3.1)
+            self.patch_embed: PatchEmbed | HybridEmbed = HybridEmbed(
+                c.backbone, c.in_chans, c.embed_dim, c.patch_size, c.stride)
+        else:
+            self.patch_embed = PatchEmbed(c.patch_size, c.stride, c.in_chans, c.embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.embed_dim)) if c.pool == "cls" else None
         if c.pos_embed == "learn":
             # The paper's E_pos covers the class token too: (1, prefix + N, D).

@@ -1,4 +1,5 @@
-"""Pictures of `vitkit.analysis` results: the paper's Fig. 6 and Fig. 7 for any model.
+"""Pictures: the paper's Fig. 6 and Fig. 7 for any ViT (from `vitkit.analysis`), and its
+Figs. 3-5 for a scaling study (from `vitkit.study`).
 
 Each function takes CPU-able tensors and returns a matplotlib `Figure` with a title and axis
 labels. Figures are built with the object-oriented API (no pyplot), so nothing here touches the
@@ -9,12 +10,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
@@ -184,4 +187,75 @@ def confusion_figure(confusion, class_names: list[str] | None = None, title: str
     ax.set_title(title)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
+    return fig
+
+
+# ---- Figs. 3-5: the scaling study ----------------------------------------------------------
+FAMILY_MARKERS = {"vit": "o", "hybrid": "^", "bit": "s"}
+FAMILY_NAMES = {"vit": "ViT", "hybrid": "hybrid", "bit": "BiT ResNet"}
+
+
+def _by_model(rows: list[dict]) -> dict[str, list[dict]]:
+    """Rows grouped by model in first-seen order, each group sorted by training-set size."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["model"], []).append(r)
+    return {m: sorted(g, key=lambda r: r["n_train"]) for m, g in groups.items()}
+
+
+def _label(model: str, family: str, limit: int = 48) -> str:
+    short = model if len(model) <= limit else model[:limit - 1] + "\u2026"
+    return f"{short} ({FAMILY_NAMES.get(family, family)})"
+
+
+def _scaling_axes(title: str, xlabel: str, tick_format: str) -> tuple[Figure, Any]:
+    fig = Figure(figsize=(7.0, 5.2), layout="constrained")
+    ax = fig.subplots()
+    ax.set_xscale("log")
+    # Labels at 1, 2 and 5 x 10^k, so a range narrower than a decade still has readable ticks.
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: format(v, tick_format)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test top-1 accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    return fig, ax
+
+
+def _legend(fig: Figure, ax: Any) -> None:
+    """The legend under the plot, where long model specs do not squeeze the axes."""
+    if ax.get_legend_handles_labels()[0]:
+        fig.legend(loc="outside lower center", ncols=1, fontsize="small", frameon=False)
+
+
+def data_scaling_figure(rows: list[dict]) -> Figure:
+    """Paper Fig. 3/4 style: test top-1 against the number of training images, one line per model.
+
+    rows: dicts with model, family, n_train, test_top1 (as in `vitkit.study` results).
+    """
+    fig, ax = _scaling_axes("Accuracy against training-set size", "training images (log scale)", ",.0f")
+    colors = colormaps["tab10"]
+    for i, (model, group) in enumerate(_by_model(rows).items()):
+        ax.plot([r["n_train"] for r in group], [100 * r["test_top1"] for r in group],
+                marker=FAMILY_MARKERS.get(group[0]["family"], "o"), color=colors(i % 10),
+                label=_label(model, group[0]["family"]))
+    _legend(fig, ax)
+    return fig
+
+
+def compute_scaling_figure(rows: list[dict]) -> Figure:
+    """Paper Fig. 5 style: test top-1 against training compute, one dot per run; the marker
+    is the family (ViT circle, hybrid triangle, BiT square), the colour the model.
+
+    rows: dicts with model, family, train_flops, test_top1.
+    """
+    fig, ax = _scaling_axes("Accuracy against training compute",
+                            "training compute (FLOPs: 3 x forward x images seen; log scale)", ".0e")
+    colors = colormaps["tab10"]
+    for i, (model, group) in enumerate(_by_model(rows).items()):
+        ax.scatter([r["train_flops"] for r in group], [100 * r["test_top1"] for r in group],
+                   marker=FAMILY_MARKERS.get(group[0]["family"], "o"), color=colors(i % 10), s=40,
+                   label=_label(model, group[0]["family"]))
+    _legend(fig, ax)
     return fig

@@ -86,6 +86,9 @@ def analyze(model: VisionTransformer, images: Sequence[str | Path], out_dir: str
     train/eval mode afterwards. Returns the summary also written to `out_dir/summary.json`.
     """
     say = log or (lambda _msg: None)
+    if not isinstance(model, VisionTransformer) or model.config.backbone is not None:
+        raise ValueError(f"the section 4.5 analysis needs a plain ViT (patches of the image); "
+                         f"{model.config.name} is a {'hybrid ViT' if isinstance(model, VisionTransformer) else 'ResNet'}")
     c = model.config
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -50,6 +50,10 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
     if options.attention != "auto" and options.attention not in BACKENDS:
         raise ValueError(f"unknown attention backend {options.attention!r}")
     backends = BACKENDS.get(options.attention)
+    if not hasattr(model, "patch_embed"):  # a ResNet: no attention, no token stream
+        if options.bf16_residual or options.patch_matmul or options.attention != "auto":
+            raise ValueError(f"speed options {options.to_dict()} apply to ViTs only, not to {type(model).__name__}")
+        return model
     for module in model.modules():
         if isinstance(module, Attention):
             module.sdpa_backends = backends

@@ -6,25 +6,37 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from vitkit.config import BackboneConfig, ResNetConfig
 from vitkit.flops import count_forward_flops
-from vitkit.model import VisionTransformer
-from vitkit.variants import list_models, model_config
+from vitkit.variants import list_models, model_config, model_family, model_from_config
 
 
 @dataclass
 class ZooRow:
     name: str
-    embed_dim: int
-    depth: int
-    num_heads: int
-    patch_size: int
+    family: str  # "vit", "hybrid" or "bit"
+    embed_dim: int | None  # Transformer width (None for BiT)
+    depth: int | None  # Transformer blocks (None for BiT)
+    num_heads: int | None
+    patch_size: int | None  # on the image (ViT) or on the ResNet feature map (hybrid)
     img_size: int
-    tokens: int
+    tokens: int | None  # sequence length, prefix tokens included
+    resnet_depth: int | None  # 26, 50, 101, 152: the ResNet's layer count (BiT, hybrid trunk)
+    resnet_width: int | None  # BiT width multiplier
+    feature_stride: int | None  # pixels per position of the trunk's output (hybrid, BiT)
     params: int
     gflops: float
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def resnet_depth(trunk: BackboneConfig) -> int:
+    """Conventional ResNet depth: 3 convolutions per bottleneck, plus the stem and the head.
+
+    A hybrid /16 trunk with stage 4 folded into stage 3 keeps the depth of the ResNet it came from.
+    """
+    return 3 * sum(trunk.layers) + 2
 
 
 def zoo_rows(img_size: int = 224, num_classes: int = 1000, names: list[str] | None = None) -> list[ZooRow]:
@@ -33,8 +45,16 @@ def zoo_rows(img_size: int = 224, num_classes: int = 1000, names: list[str] | No
     for name in names or list_models():
         config = model_config(name, img_size=img_size, num_classes=num_classes)
         with torch.device("meta"):
-            model = VisionTransformer(config)
-        rows.append(ZooRow(name, config.embed_dim, config.depth, config.num_heads, config.patch_size,
-                           img_size, model.grid[0] * model.grid[1] + config.num_prefix_tokens,
-                           model.num_params(), count_forward_flops(config) / 1e9))
+            model = model_from_config(config)
+        params, gflops = model.num_params(), count_forward_flops(config) / 1e9
+        if isinstance(config, ResNetConfig):
+            rows.append(ZooRow(name, "bit", None, None, None, None, img_size, None, resnet_depth(config),
+                               config.width, config.reduction, params, gflops))
+            continue
+        gh, gw = config.token_grid()
+        trunk = config.backbone
+        rows.append(ZooRow(
+            name, model_family(name), config.embed_dim, config.depth, config.num_heads, config.patch_size,
+            img_size, gh * gw + config.num_prefix_tokens, resnet_depth(trunk) if trunk else None,
+            trunk.width if trunk else None, trunk.reduction if trunk else None, params, gflops))
     return rows

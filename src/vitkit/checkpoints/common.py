@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vitkit.config import ViTConfig
+from vitkit.config import ModelConfig
 
 
 class CheckpointError(ValueError):
@@ -20,9 +20,9 @@ class CheckpointError(ValueError):
 class Imported:
     """A checkpoint translated to vitkit's names: the config it implies and its tensors."""
 
-    config: ViTConfig
+    config: ModelConfig
     state: dict[str, torch.Tensor]
-    source: str  # format name for messages: "vitkit", "hf", "timm", "jax-npz"
+    source: str  # format name for messages: "vitkit", "hf", "hf-bit", "timm", "jax-npz"
     dropped: list[str] = field(default_factory=list)  # source tensors deliberately not used
 
 

@@ -171,8 +171,9 @@ def read_hf_dir(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     from vitkit.checkpoints.common import read_safetensors, read_torch
 
     config = json.loads((path / "config.json").read_text())
-    if config.get("model_type") != "vit":
-        raise CheckpointError(f"{path}: Hugging Face model_type {config.get('model_type')!r} is not 'vit'")
+    if config.get("model_type") not in ("vit", "bit"):
+        raise CheckpointError(f"{path}: Hugging Face model_type {config.get('model_type')!r} is not "
+                              "'vit' (ViTForImageClassification) or 'bit' (BitForImageClassification)")
     if (path / "model.safetensors").is_file():
         state, _ = read_safetensors(path / "model.safetensors")
     elif (path / "pytorch_model.bin").is_file():
@@ -257,6 +258,8 @@ def to_hf_config(config: ViTConfig) -> dict[str, Any]:
         unsupported.append("non-square images")
     if config.representation_size:
         unsupported.append("a pre-logits layer in a classifier")
+    if config.backbone is not None:
+        unsupported.append("a hybrid's ResNet backbone (transformers 5 has no ViT hybrid)")
     if unsupported:
         raise CheckpointError("Hugging Face ViT cannot express: " + ", ".join(unsupported))
     names = list(config.class_names or [])

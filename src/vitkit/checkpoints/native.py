@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from vitkit.checkpoints.common import CheckpointError, Imported, read_safetensors
-from vitkit.config import CONFIG_FORMAT, ViTConfig
+from vitkit.config import CONFIG_TYPES, ModelConfig, config_from_json
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -39,9 +39,9 @@ def atomic_write_bytes(path: Path, write) -> None:
 def save_model(model: torch.nn.Module, path: str | Path) -> Path:
     """Save weights + config atomically; returns the weights file's path."""
     path = Path(path)
-    config: ViTConfig = model.config  # type: ignore[assignment]
+    config: ModelConfig = model.config  # type: ignore[assignment]
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    meta = {"format": CONFIG_FORMAT, "config": config.to_json()}
+    meta = {"format": config.to_dict()["format"], "config": config.to_json()}
     if path.suffix == ".safetensors":
         weights, config_path = path, path.with_suffix(".json")
     else:
@@ -56,13 +56,13 @@ def is_native_dir(path: Path) -> bool:
     if not (path.is_dir() and cfg.is_file() and (path / WEIGHTS_NAME).is_file()):
         return False
     try:
-        return json.loads(cfg.read_text()).get("format") == CONFIG_FORMAT
+        return json.loads(cfg.read_text()).get("format") in CONFIG_TYPES
     except (json.JSONDecodeError, OSError):
         return False
 
 
 def import_native(state: dict[str, torch.Tensor], meta: dict[str, str], path: Path) -> Imported:
     """From a safetensors file's tensors and metadata (the config travels in the metadata)."""
-    if meta.get("format") != CONFIG_FORMAT or "config" not in meta:
+    if meta.get("format") not in CONFIG_TYPES or "config" not in meta:
         raise CheckpointError(f"{path}: safetensors file carries no vitkit config")
-    return Imported(ViTConfig.from_json(meta["config"]), state, "vitkit")
+    return Imported(config_from_json(meta["config"]), state, "vitkit")

@@ -53,9 +53,13 @@ def build_config(config_file: str | None, preset: str | None, flags: dict[str, A
         config = config.with_overrides(yaml.safe_load(open(config_file)) or {})
     if "model" in explicit and explicit["model"] != config.model:
         from vitkit.checkpoints.loader import FIXED_FIELDS
+        from vitkit.variants import config_fields
 
         # a preset's width/depth belong to the preset's model; its regularisation still applies
-        config.model_overrides = {k: v for k, v in config.model_overrides.items() if k not in FIXED_FIELDS}
+        # where the chosen model has it (a ResNet has drop_path but no dropout)
+        fields = config_fields(explicit["model"])
+        config.model_overrides = {k: v for k, v in config.model_overrides.items()
+                                  if k not in FIXED_FIELDS and k in fields}
     if "epochs" in explicit and "steps" not in explicit:
         explicit["steps"] = None  # --epochs on the command line wins over a preset's steps
     return config.with_overrides({**explicit, **extra})

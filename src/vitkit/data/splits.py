@@ -53,3 +53,24 @@ def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[
     mask = torch.ones(labels.numel(), dtype=torch.bool)
     mask[held_idx] = False
     return torch.nonzero(mask).squeeze(1), held_idx
+
+
+def nested_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """Sorted indices of a class-balanced subset holding about `fraction` of every class.
+
+    Nested: each class is shuffled once (in class order, from one generator seeded by `seed`)
+    and a subset takes the first max(1, round(fraction * n_c)) of its class's order, so for one
+    seed and one split the subset at a smaller
+    fraction is always inside the subset at a larger one, and every class keeps its share of
+    the split. A private generator is used; the global torch RNG is neither used nor advanced.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"subset fraction must be in (0, 1], got {fraction}")
+    labels = labels.to(torch.int64).cpu()
+    gen = torch.Generator().manual_seed(int(seed))
+    kept = []
+    for c in torch.unique(labels):  # sorted: the shuffles do not depend on the fraction
+        members = torch.nonzero(labels == c).squeeze(1)
+        order = members[torch.randperm(members.numel(), generator=gen)]
+        kept.append(order[:max(1, round(fraction * members.numel()))])
+    return torch.sort(torch.cat(kept)).values

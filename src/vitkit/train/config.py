@@ -18,8 +18,8 @@ class TrainConfig:
     """Everything that defines a training run. Field names are the command-line override names."""
 
     # model
-    model: str = "vit_ti4"  # a zoo name
-    model_overrides: dict[str, Any] = field(default_factory=dict)  # ViTConfig fields, e.g. depth
+    model: str = "vit_ti4"  # a zoo name: ViT, hybrid (vit_r50_b16) or BiT ResNet (bit_r50x1)
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # model config fields, e.g. depth
     init_checkpoint: str | None = None  # start from these weights (fine-tuning); see vitkit.train.finetune
     keep_head: bool = False  # with init_checkpoint and the same classes: keep its head (else a fresh zero one)
     # data
@@ -27,6 +27,7 @@ class TrainConfig:
     classes: list[int] | None = None  # train on a subset of class ids, relabelled 0..k-1
     img_size: int | None = None  # None: the dataset's native size
     val_fraction: float = 0.1  # carved from the training split; 0 trains on all of it
+    train_fraction: float = 1.0  # train on a nested, class-balanced subset (chosen by seed); see data.splits
     num_workers: int = 4  # for datasets streamed from disk
     # length
     epochs: float | None = 30
@@ -75,6 +76,8 @@ class TrainConfig:
             raise ValueError(f"batch_size {self.batch_size} must be a positive multiple of accum_steps {self.accum_steps}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         if self.schedule not in ("cosine", "linear", "constant"):
@@ -101,8 +104,8 @@ class TrainConfig:
 
     def with_overrides(self, overrides: dict[str, Any]) -> TrainConfig:
         """Apply {field: value}; `augment.mixup` or a bare augment field name reaches the
-        augmentation config, a bare ViT config field name (e.g. depth) reaches model_overrides."""
-        from vitkit.config import field_names as vit_fields
+        augmentation config, a bare model config field name (e.g. depth) reaches model_overrides."""
+        from vitkit.config import model_field_names
 
         d = self.to_dict()
         own = {f.name for f in dataclasses.fields(self)}
@@ -118,8 +121,8 @@ class TrainConfig:
                 d[key] = value
             elif key in aug:
                 d["augment"][key] = value
-            elif key in vit_fields():
+            elif key in model_field_names():
                 d["model_overrides"][key] = value
             else:
-                raise ValueError(f"unknown config field {key!r}; valid: {sorted(own | aug | set(vit_fields()))}")
+                raise ValueError(f"unknown config field {key!r}; valid: {sorted(own | aug | model_field_names())}")
         return TrainConfig.from_dict(d)

@@ -15,8 +15,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from vitkit.augment import BatchAugment, preprocess_eval, soft_target_cross_entropy
 from vitkit.data import ArraySplit, DataBundle, load_data
+from vitkit.data.splits import nested_subset
 from vitkit.evaluate import EvalResult, evaluate, split_batches
-from vitkit.model import VisionTransformer
 from vitkit.optim import build_optimizer, build_scheduler
 from vitkit.train import distributed as dist_utils
 from vitkit.train.batches import BatchPlan, PlanSampler
@@ -67,8 +67,9 @@ def default_run_dir() -> Path:
     return Path("runs") / time.strftime("%Y%m%d-%H%M%S")
 
 
-def build_model(config: TrainConfig, data: DataBundle, img_size: int | tuple[int, int]) -> VisionTransformer:
-    """A zoo model for the data, or the init checkpoint adapted to it (new head, new resolution)."""
+def build_model(config: TrainConfig, data: DataBundle, img_size: int | tuple[int, int]) -> torch.nn.Module:
+    """A zoo model for the data (ViT, hybrid or BiT), or the init checkpoint adapted to it (new head,
+    new resolution)."""
     from vitkit.train.finetune import pretrained_model
     from vitkit.variants import create_model
 
@@ -107,6 +108,8 @@ class Trainer:
         torch.manual_seed(c.seed)  # identical model init on every process
         self.data = load_data(c.data, val_fraction=c.val_fraction, seed=c.seed, image_size=c.img_size,
                               classes=c.classes)
+        if c.train_fraction < 1.0:  # the same images for every model trained with this seed
+            self.data.train = self.data.train.subset(nested_subset(self.data.train.labels, c.train_fraction, c.seed))
         size = c.img_size or self.data.image_size
         self.img_size = (size, size) if isinstance(size, int) else tuple(size)
         self.model = build_model(c, self.data, self.img_size).to(self.device)
