@@ -149,8 +149,8 @@ def test_two_processes_over_gloo_match_one_process(tmp_path):
     single = subprocess.run([sys.executable, "-m", "vitkit", "train", *common, "--out", str(tmp_path / "one")],
                             capture_output=True, text=True, env=env)
     assert single.returncode == 0, single.stderr
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          "29517", "-m", "vitkit", "train", *common, "--out", str(tmp_path / "two")],
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "vitkit", "train", *common, "--out", str(tmp_path / "two")],
                          capture_output=True, text=True, env=env)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
 
