@@ -179,7 +179,7 @@ def test_config_file_presets_and_overrides(tmp_path):
     assert bad.exit_code != 0 and "unknown config field 'lrr'" in bad.output
     again = CliRunner().invoke(main, ["train", "--config", str(cfg_path), "--out", str(tmp_path / "cli")])
     assert again.exit_code != 0 and "--resume" in again.output
-    for name in ("paper-pretrain", "paper-finetune", "small-data", "digits"):
+    for name in ("paper-pretrain", "paper-finetune", "small-data", "digits", "cifar10-speedrun"):
         TrainConfig().with_overrides(preset_values(name))
     assert preset_values("paper-finetune")["optimizer"] == "sgd"
 
