@@ -30,8 +30,38 @@ def as_pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     return (int(h), int(w))
 
 
+class SerialisedConfig:
+    """The JSON round trip and checked `replace` shared by the model configs (dataclasses)."""
+
+    def replace(self, **overrides: Any):
+        """A copy with fields replaced; unknown names are a clear error."""
+        check_field_names(overrides, type(self))
+        return dataclasses.replace(self, **overrides)  # type: ignore[type-var]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)  # type: ignore[attr-defined]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        d = {k: v for k, v in d.items() if k != "format"}
+        check_field_names(d, cls)
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls.from_dict(json.loads(text))
+
+
+def plain_lists(d: dict[str, Any]) -> dict[str, Any]:
+    """Tuples of a config dict (img_size, mean, std) as JSON lists."""
+    for key in ("img_size", "mean", "std"):
+        if d.get(key) is not None:
+            d[key] = list(d[key])
+    return d
+
+
 @dataclass
-class ViTConfig:
+class ViTConfig(SerialisedConfig):
     """Everything that defines a Vision Transformer's architecture.
 
     Field names are the override names of `vitkit.create_model(name, **overrides)`.
@@ -123,32 +153,11 @@ class ViTConfig:
             hw = self.backbone.feature_size(hw)
         return grid_size(hw, self.patch_size, self.stride)  # type: ignore[arg-type]
 
-    def replace(self, **overrides: Any) -> ViTConfig:
-        """A copy with fields replaced; unknown names are a clear error."""
-        check_field_names(overrides)
-        return dataclasses.replace(self, **overrides)
-
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["img_size"] = list(self.img_size)
-        for key in ("mean", "std"):
-            d[key] = None if d[key] is None else list(d[key])
+        d = plain_lists(dataclasses.asdict(self))
         d["backbone"] = None if self.backbone is None else self.backbone.to_dict()
         d["format"] = CONFIG_FORMAT
         return d
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ViTConfig:
-        d = {k: v for k, v in d.items() if k != "format"}
-        check_field_names(d)
-        return cls(**d)
-
-    @classmethod
-    def from_json(cls, text: str) -> ViTConfig:
-        return cls.from_dict(json.loads(text))
 
 
 def field_names(cls: type | None = None) -> list[str]:
@@ -267,7 +276,7 @@ class BackboneConfig:
 
 
 @dataclass
-class ResNetConfig(BackboneConfig):
+class ResNetConfig(SerialisedConfig, BackboneConfig):
     """A BiT ResNet-v2 classifier: the trunk (pre-activation, symmetric padding, as BiT), a final
     GroupNorm + ReLU, global average pooling and a linear head. Field names are override names.
     """
@@ -298,30 +307,10 @@ class ResNetConfig(BackboneConfig):
         if self.class_names is not None and self.num_classes and len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class_names for {self.num_classes} classes")
 
-    def replace(self, **overrides: Any) -> ResNetConfig:
-        check_field_names(overrides, ResNetConfig)
-        return dataclasses.replace(self, **overrides)
-
     def to_dict(self) -> dict[str, Any]:
-        d = super().to_dict()
-        d["img_size"] = list(self.img_size)
-        for key in ("mean", "std"):
-            d[key] = None if d[key] is None else list(d[key])
+        d = plain_lists(super().to_dict())
         d["format"] = RESNET_FORMAT
         return d
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ResNetConfig:
-        d = {k: v for k, v in d.items() if k != "format"}
-        check_field_names(d, cls)
-        return cls(**d)
-
-    @classmethod
-    def from_json(cls, text: str) -> ResNetConfig:
-        return cls.from_dict(json.loads(text))
 
 
 ModelConfig = ViTConfig | ResNetConfig
