@@ -15,9 +15,9 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 from vitkit.config import ViTConfig
+from vitkit.flops import count_module_flops
 from vitkit.variants import model_config
 
 
@@ -118,14 +118,6 @@ def time_steps(step: Callable[[], object], device: torch.device, warmup: int, it
     return statistics.median(times)
 
 
-def forward_flops(model: torch.nn.Module, x: torch.Tensor, amp: torch.dtype | None) -> int:
-    """Counted under the same autocast as the timed run (pinned fused kernels refuse fp32)."""
-    with FlopCounterMode(display=False) as counter, torch.no_grad(), \
-            torch.autocast(x.device.type, dtype=amp, enabled=amp is not None):
-        model(x)
-    return int(counter.get_total_flops())
-
-
 def make_step(model: torch.nn.Module, mode: str, x: torch.Tensor, y: torch.Tensor,
               amp: torch.dtype | None) -> Callable[[], object]:
     device_type = x.device.type
@@ -161,7 +153,7 @@ def bench_one(impl: str, config: ViTConfig, mode: str, batch: int, device: torch
     x = torch.randn(batch, config.in_chans, *config.img_size, device=device)
     y = torch.randint(0, max(config.num_classes, 1), (batch,), device=device)
     amp = torch.bfloat16 if device.type == "cuda" else None
-    flops_per_image = forward_flops(model.eval(), x[:1], amp)
+    flops_per_image = count_module_flops(model.eval(), x[:1], amp)
     runner = torch.compile(model, mode=compile_mode) if compile else model
     step = make_step(runner, mode, x, y, amp)
     if device.type == "cuda":
@@ -205,7 +197,8 @@ def run_bench(model: str = "vit_b16", img_size: int = 224, batch: int = 256, mod
                 failed.append({"impl": impl, "speed": speed, "mode": mode, "error": f"{type(e).__name__}: {e}"[:300]})
                 if progress:
                     progress(f"FAILED {impl}[{speed}] {mode}: {failed[-1]['error']}")
-                torch.cuda.empty_cache() if dev.type == "cuda" else None
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
     env = {"torch": torch.__version__, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"}
     for name, mod in (("timm", "timm"), ("transformers", "transformers")):
         try:

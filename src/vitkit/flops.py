@@ -6,6 +6,8 @@ is counted (2 FLOPs per multiply-add), on meta tensors so even ViT-H costs no me
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -19,13 +21,13 @@ def count_forward_flops(config: ModelConfig, batch: int = 1) -> int:
     with torch.device("meta"):
         model = model_from_config(config)
         x = torch.empty(batch, config.in_chans, *config.img_size)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(x)
-    return int(counter.get_total_flops())
+    return count_module_flops(model, x)
 
 
-def count_module_flops(model: torch.nn.Module, example: torch.Tensor) -> int:
-    """FLOPs of `model(example)` for any module, counted on the real tensors."""
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+def count_module_flops(model: torch.nn.Module, example: torch.Tensor, amp: torch.dtype | None = None) -> int:
+    """FLOPs of `model(example)` for any module (meta or real tensors), under autocast to `amp` if
+    given: pinned fused attention kernels refuse fp32, so count under the precision you run."""
+    precision = torch.autocast(example.device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
+    with FlopCounterMode(display=False) as counter, torch.no_grad(), precision:
         model(example)
     return int(counter.get_total_flops())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
+from vitkit.layers.recompute import run_block
 
 from vitkit.config import ViTConfig
 from vitkit.layers import Block, PatchEmbed, resample_pos_embed, sincos_2d
@@ -141,10 +141,7 @@ class VisionTransformer(nn.Module):
         """(B, C, H, W) -> (B, prefix + N, D) tokens after the final LayerNorm."""
         x = self.embed(x)
         for block in self.blocks:
-            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
+            x = run_block(block, x, self.grad_checkpointing)
         return self.norm(x)
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
+from vitkit.layers.recompute import run_block
 
 from vitkit.config import BackboneConfig, ResNetConfig
 from vitkit.layers.bottleneck import make_stages, make_stem
@@ -51,10 +51,7 @@ class ResNetTrunk(nn.Module):
         x = self.stem(x)
         for stage in self.stages:
             for block in stage.blocks:
-                if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-                    x = checkpoint(block, x, use_reentrant=False)
-                else:
-                    x = block(x)
+                x = run_block(block, x, self.grad_checkpointing)
         return self.norm(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from vitkit.config import BackboneConfig, ResNetConfig
-from vitkit.flops import count_forward_flops
+from vitkit.flops import count_module_flops
 from vitkit.variants import list_models, model_config, model_family, model_from_config
 
 
@@ -46,7 +46,8 @@ def zoo_rows(img_size: int = 224, num_classes: int = 1000, names: list[str] | No
         config = model_config(name, img_size=img_size, num_classes=num_classes)
         with torch.device("meta"):
             model = model_from_config(config)
-        params, gflops = model.num_params(), count_forward_flops(config) / 1e9
+            example = torch.empty(1, config.in_chans, *config.img_size)
+        params, gflops = model.num_params(), count_module_flops(model, example) / 1e9
         if isinstance(config, ResNetConfig):
             rows.append(ZooRow(name, "bit", None, None, None, None, img_size, None, resnet_depth(config),
                                config.width, config.reduction, params, gflops))

@@ -154,9 +154,8 @@ def load_model(path: str | Path, **overrides: Any) -> nn.Module:
     imported = read_checkpoint(path, overrides.get("num_heads"), num_groups)
     config, state = adapt(imported, overrides)
     model = model_from_config(config)
-    fresh = model.state_dict()
-    for k in fresh:
-        if k.startswith(("head.", "pre_logits.")) and k not in state and config.num_classes != imported.config.num_classes:
-            state[k] = fresh[k]
+    if config.num_classes != imported.config.num_classes:  # the new head keeps its fresh (zero) init
+        fresh = model.state_dict()
+        state.update({k: v for k, v in fresh.items() if k.startswith(("head.", "pre_logits.")) and k not in state})
     load_state_strict(model, state, imported.source)
     return model

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from vitkit.checkpoints.common import CheckpointError, Imported, read_safetensors
+from vitkit.checkpoints.common import CheckpointError, Imported
 from vitkit.config import CONFIG_TYPES, ModelConfig, config_from_json
 
 WEIGHTS_NAME = "model.safetensors"
