@@ -2,7 +2,7 @@
 # On the GPU machine: unpack CIFAR-10 from the carried .data/, then run `vitkit train` with the
 # given arguments and keep its summary. Usage: OUT=out bash scripts/gpu_train.sh NAME [train args...]
 set -u
-export PYTHONPATH=src PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-out}; mkdir -p "$OUT"
 [ -d /tmp/cifar/cifar-10-batches-py ] || python3 .data/pack.py unpack .data/cifar10.npz /tmp/cifar >/dev/null
 name=$1; shift

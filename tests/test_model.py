@@ -163,3 +163,19 @@ def test_speed_switches_compute_the_same_function():
     assert (low - ref).norm() / ref.norm() < 3e-2  # bf16 rounding, not a different function
     with pytest.raises(ValueError, match="unknown speed option"):
         SpeedOptions.parse("turbo")
+
+
+def test_fp8_speed_option_parses_and_needs_torchao():
+    from vitkit.variants import create_model
+    from vitkit.speed import SpeedOptions, configure
+
+    opts = SpeedOptions.parse("bf16_residual,fp8")
+    assert opts.fp8 and opts.bf16_residual and not opts.patch_matmul
+    with pytest.raises(ValueError, match="fp8"):
+        SpeedOptions.parse("fp9")
+    try:
+        import torchao  # noqa: F401
+    except ImportError:
+        m = create_model("vit_ti16", img_size=32, depth=1, num_classes=3)
+        with pytest.raises(ImportError, match="torchao"):
+            configure(m, opts)

@@ -182,6 +182,8 @@ def test_config_file_presets_and_overrides(tmp_path):
     for name in ("paper-pretrain", "paper-finetune", "small-data", "digits", "cifar10-speedrun"):
         TrainConfig().with_overrides(preset_values(name))
     assert preset_values("paper-finetune")["optimizer"] == "sgd"
+    with pytest.raises(ValueError, match="compile_mode"):
+        TrainConfig(compile_mode="fastest")
 
 
 def test_default_job_reaches_95_percent_on_digits(tmp_path):

@@ -146,14 +146,14 @@ def bench_one(impl: str, config: ViTConfig, mode: str, batch: int, device: torch
               compile_mode: str | None = None) -> BenchResult:
     torch.manual_seed(0)
     model = BUILDERS[impl](config).to(device)
+    x = torch.randn(batch, config.in_chans, *config.img_size, device=device)
+    y = torch.randint(0, max(config.num_classes, 1), (batch,), device=device)
+    amp = torch.bfloat16 if device.type == "cuda" else None
+    flops_per_image = count_module_flops(model.eval(), x[:1], amp)  # of the function, before speed switches
     if impl == "vitkit" and speed:
         from vitkit.speed import SpeedOptions, configure
 
         configure(model, SpeedOptions.parse(speed))
-    x = torch.randn(batch, config.in_chans, *config.img_size, device=device)
-    y = torch.randint(0, max(config.num_classes, 1), (batch,), device=device)
-    amp = torch.bfloat16 if device.type == "cuda" else None
-    flops_per_image = count_module_flops(model.eval(), x[:1], amp)
     runner = torch.compile(model, mode=compile_mode) if compile else model
     step = make_step(runner, mode, x, y, amp)
     if device.type == "cuda":

@@ -22,11 +22,15 @@ BACKENDS = {
 }
 
 
+SWITCHES = ("bf16_residual", "patch_matmul", "fp8")
+
+
 @dataclass
 class SpeedOptions:
     attention: str = "auto"  # auto | flash | cudnn | efficient | math: the SDPA kernel to pin
     bf16_residual: bool = False  # keep the residual stream in bf16 (halves element-wise traffic)
     patch_matmul: bool = False  # non-overlapping patch projection as reshape + one matmul
+    fp8: bool = False  # encoder linears as FP8 matmuls with dynamic scaling (torchao; Hopper or newer)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -38,10 +42,10 @@ class SpeedOptions:
         for item in filter(None, (t.strip() for t in text.split(","))):
             if item in BACKENDS or item == "auto":
                 opts.attention = item
-            elif item in ("bf16_residual", "patch_matmul"):
+            elif item in SWITCHES:
                 setattr(opts, item, True)
             else:
-                raise ValueError(f"unknown speed option {item!r}; use {sorted(BACKENDS)}, bf16_residual, patch_matmul")
+                raise ValueError(f"unknown speed option {item!r}; use {sorted(BACKENDS)}, {', '.join(SWITCHES)}")
         return opts
 
 
@@ -51,7 +55,7 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
         raise ValueError(f"unknown attention backend {options.attention!r}")
     backends = BACKENDS.get(options.attention)
     if not hasattr(model, "patch_embed"):  # a ResNet: no attention, no token stream
-        if options.bf16_residual or options.patch_matmul or options.attention != "auto":
+        if options.bf16_residual or options.patch_matmul or options.fp8 or options.attention != "auto":
             raise ValueError(f"speed options {options.to_dict()} apply to ViTs only, not to {type(model).__name__}")
         return model
     for module in model.modules():
@@ -59,4 +63,30 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
             module.sdpa_backends = backends
     model.residual_dtype = torch.bfloat16 if options.bf16_residual else None
     model.patch_embed.as_matmul = options.patch_matmul
+    if options.fp8:
+        to_fp8(model)
+    return model
+
+
+def to_fp8(model: torch.nn.Module) -> torch.nn.Module:
+    """Swap the encoder blocks' linear layers for torchao's Float8Linear (tensor-wise dynamic scaling).
+
+    Not the numerics-preserving kind of switch: FP8 (e4m3) rounds much more coarsely than bf16, so it
+    has its own accuracy check (docs/benchmarks.md). The patch projection and the head stay in bf16:
+    they are a small share of the FLOPs and the most sensitive to rounding. Call before building the
+    optimiser (parameters are kept, modules replaced) and before torch.compile.
+    """
+    try:
+        from torchao.float8 import convert_to_float8_training
+    except ImportError as e:
+        raise ImportError("speed option fp8 needs torchao (pip install torchao); it runs on GPUs with "
+                          "FP8 tensor cores (compute capability 8.9 or newer)") from e
+
+    def in_blocks(module: torch.nn.Module, fqn: str) -> bool:
+        if not isinstance(module, torch.nn.Linear):
+            return True  # let the converter descend
+        # FP8 matmuls need both dimensions divisible by 16
+        return fqn.startswith("blocks.") and module.in_features % 16 == 0 and module.out_features % 16 == 0
+
+    convert_to_float8_training(model, module_filter_fn=in_blocks)
     return model

@@ -133,7 +133,7 @@ class Trainer:
                 self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(c.ema_decay), use_buffers=True)
         self.step_model: torch.nn.Module = self.model
         if c.compile and self.device.type == "cuda":
-            self.step_model = torch.compile(self.model)
+            self.step_model = torch.compile(self.model, mode=None if c.compile_mode == "default" else c.compile_mode)
         if self.dist.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.step_model = torch.nn.parallel.DistributedDataParallel(self.step_model, device_ids=ids)
