@@ -4,7 +4,7 @@
 # Line format: QUEUE NAME TRAIN-ARGS...   (QUEUE "1" or "1b": GPU 1; lines of one queue run in turn,
 # queues run at the same time, so "1" and "1b" share GPU 1). "QUEUE !NAME COMMAND..." runs a shell
 # command instead of `vitkit train` (its stdout goes to $OUT/NAME.txt). '#' lines are comments.
-# Whatever the time limit cuts short still leaves its metrics.jsonl in $OUT.
+# Whatever the time limit cuts short still leaves its metrics.jsonl; all results come back as $OUT/sweep.tgz.
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-out}; mkdir -p "$OUT"; LIMIT=${SWEEP_LIMIT:-560}
@@ -33,4 +33,7 @@ if [ $((SECONDS - start)) -ge "$LIMIT" ]; then
   echo "sweep: time limit ${LIMIT}s reached; stopping what still runs"; kill "${pids[@]}" 2>/dev/null; pkill -f python3; sleep 3
 fi
 for d in /tmp/runs/*/; do cp "$d/metrics.jsonl" "$OUT/$(basename "$d").metrics.jsonl" 2>/dev/null; done
-echo "sweep done"
+python3 scripts/sweep_summary.py "$OUT"
+# the device returns at most 8 files: everything travels as one archive
+(cd "$OUT" && tar czf /tmp/sweep.tgz --exclude sweep.tgz . && find . -mindepth 1 -delete && mv /tmp/sweep.tgz .)
+echo "sweep done: $OUT/sweep.tgz"

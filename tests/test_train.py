@@ -88,6 +88,25 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, monkeypatch):
     assert curve("straight") == curve("interrupted")
 
 
+def test_time_budget_refits_the_schedule_and_survives_a_resume(tmp_path, monkeypatch):
+    budget = 4.0
+    summary = train(fast_config(tmp_path, "budget", steps=10**6, time_budget=budget, checkpoint_every=0))
+    assert 130 < summary["steps"] < 10**6
+    assert summary["seconds"] < 2 * budget, summary  # fitted with a margin; generous for a busy CI machine
+    rows = [json.loads(ln) for ln in (tmp_path / "budget" / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in rows if r["kind"] == "train"]
+    assert lrs[-1] < 0.05 * max(lrs), "the decay must end with the fitted run"
+
+    config = fast_config(tmp_path, "resumed", steps=10**6, time_budget=budget, checkpoint_every=150)
+    train_until_interrupted(monkeypatch, config, step=160)  # fitted at step 130, checkpoint at 150
+    state = torch.load(tmp_path / "resumed" / "checkpoints" / "state_00000150.pt", weights_only=False)
+    assert state["schedule_fitted"] and state["total_steps"] < 10**6
+    resumed = train(TrainConfig(), resume=tmp_path / "resumed")
+    assert resumed["steps"] == state["total_steps"], "a resumed run keeps its fitted length"
+    with pytest.raises(ValueError, match="time_budget"):
+        TrainConfig(time_budget=0)
+
+
 def test_kill_9_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "vitkit", "train", "--data", "digits", "--model", "vit_ti4", "--img-size", "8",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -50,8 +51,22 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str, end_factor: flo
     return end_factor + (1.0 - end_factor) * shape
 
 
+@dataclass
+class Schedule:
+    """The learning-rate multiplier as an object, so a run can re-fit its length (a time budget) and
+    LambdaLR's state_dict carries the fitted length through a resume."""
+
+    total: int
+    warmup: int
+    kind: str
+    end_factor: float = 0.0
+
+    def __call__(self, step: int) -> float:
+        return lr_factor(step, self.total, self.warmup, self.kind, self.end_factor)
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int,
                     schedule: str, lr: float, lr_end: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+    """LambdaLR over a `Schedule` (reach it as `scheduler.lr_lambdas[0]`)."""
     end = lr_end / lr if lr > 0 else 0.0
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, warmup_steps, schedule, end))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, Schedule(total_steps, warmup_steps, schedule, end))

@@ -35,6 +35,9 @@ class TrainConfig:
     # length
     epochs: float | None = 30
     steps: int | None = None  # optimiser steps; overrides epochs when set
+    # seconds of training wall-clock: after a short calibration the schedule is re-fitted to end on
+    # time (epochs/steps then only cap the length); the run's step count depends on the machine
+    time_budget: float | None = None
     batch_size: int = 64  # global: summed over processes and accumulation micro-batches
     accum_steps: int = 1
     # optimisation
@@ -84,6 +87,8 @@ class TrainConfig:
             raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise ValueError(f"time_budget must be a positive number of seconds, got {self.time_budget}")
         if self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
         if self.schedule not in ("cosine", "linear", "constant"):

@@ -30,6 +30,11 @@ class DistInfo:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t
 
+    def all_reduce_max(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.clone()
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return t
+
     def gather_objects(self, obj: Any) -> list[Any]:
         """Every rank's object, in rank order (used for per-rank RNG states in checkpoints)."""
         if self.world == 1:

@@ -26,6 +26,11 @@ from vitkit.train.state import (latest_checkpoint, load_training_state, rng_stat
                                 set_rng_state)
 
 
+# Time budget: step time is measured over CALIBRATION_STEPS steps after SETTLE_STEPS (compilation
+# and CUDA-graph recording happen in the first few), then the schedule is fitted with a safety margin.
+SETTLE_STEPS, CALIBRATION_STEPS, BUDGET_MARGIN = 30, 100, 0.97
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
@@ -45,6 +50,13 @@ class Timer:
     def start(self) -> None:
         self._sync()
         self._start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds so far, including the running interval (synchronises)."""
+        if self._start is None:
+            return self.total
+        self._sync()
+        return self.total + time.perf_counter() - self._start
 
     def stop(self) -> None:
         if self._start is not None:
@@ -127,6 +139,7 @@ class Trainer:
         warmup = c.warmup_steps if c.warmup_steps is not None else int(c.warmup_fraction * self.total_steps)
         self.optimizer = build_optimizer(self.model, c.optimizer, c.lr, c.weight_decay, c.betas, c.momentum, c.nesterov)
         self.scheduler = build_scheduler(self.optimizer, self.total_steps, warmup, c.schedule, c.lr, c.lr_end)
+        self.schedule_fitted = False
         self.ema = None
         if c.ema_decay > 0:
             self.ema = torch.optim.swa_utils.AveragedModel(
@@ -163,13 +176,16 @@ class Trainer:
         rngs = state["rng"]
         set_rng_state(rngs[self.dist.rank] if self.dist.rank < len(rngs) else rngs[0])
         self.start_step = state["step"]
+        self.total_steps = state.get("total_steps", self.total_steps)
+        self.schedule_fitted = state.get("schedule_fitted", False)
         self.last_good_step = state["step"]
         self.timer_offset = state.get("seconds", 0.0)
 
     def training_state(self, step: int, seconds: float) -> dict[str, Any]:
         return {"step": step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "ema": self.ema.state_dict() if self.ema is not None else None,
-                "rng": self.dist.gather_objects(rng_state()), "seconds": seconds}
+                "rng": self.dist.gather_objects(rng_state()), "seconds": seconds,
+                "total_steps": self.total_steps, "schedule_fitted": self.schedule_fitted}
 
     def micro_batches(self, step: int, loader_iter) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if loader_iter is None:
@@ -221,6 +237,21 @@ class Trainer:
             save_checkpoint(self.run_dir, step, model, state, self.config.keep_checkpoints, final=final)
         self.last_good_step = step
 
+    def fit_to_budget(self, done: int, elapsed: float, step_seconds: float) -> None:
+        """Shorten the run so it ends within `time_budget`: the decay is re-fitted to the new length
+        (same shape), the warm-up keeps its fraction. Never lengthens the epoch/step-based run."""
+        c = self.config
+        remaining = c.time_budget - elapsed
+        if self.dist.world > 1:  # every process must agree on the length: take the slowest
+            step_seconds = float(self.dist.all_reduce_max(torch.tensor(step_seconds, device=self.device)))
+        fitted = done + max(0, int(BUDGET_MARGIN * remaining / step_seconds))
+        self.total_steps = max(done + 1, min(self.total_steps, fitted))
+        schedule = self.scheduler.lr_lambdas[0]
+        schedule.total = self.total_steps
+        if c.warmup_steps is None:
+            schedule.warmup = int(c.warmup_fraction * self.total_steps)
+        self.schedule_fitted = True
+
     def check_finite(self, window_loss: torch.Tensor, step: int) -> float:
         value = float(window_loss)
         if not math.isfinite(value):
@@ -260,7 +291,18 @@ class Trainer:
         self.model.train()
         with progress:
             timer.start()
-            for step in range(self.start_step, self.total_steps):
+            calibrate_from = self.start_step + SETTLE_STEPS
+            calibration_start = 0.0
+            step = self.start_step
+            while step < self.total_steps:
+                if c.time_budget and not self.schedule_fitted and step == calibrate_from:
+                    calibration_start = timer.elapsed()
+                if c.time_budget and not self.schedule_fitted and step == calibrate_from + CALIBRATION_STEPS:
+                    now = timer.elapsed()
+                    self.fit_to_budget(step, now, (now - calibration_start) / CALIBRATION_STEPS)
+                    progress.update(task, total=self.total_steps)
+                    if step >= self.total_steps:
+                        break
                 loss, correct = self.train_step(self.micro_batches(step, loader_iter))
                 window_loss += loss
                 window_correct += correct
@@ -291,6 +333,7 @@ class Trainer:
                     self.check_finite(window_loss, done)
                     self.checkpoint(done, timer.total)
                     timer.start()
+                step += 1
             timer.stop()
         return self.finish(timer.total, metrics)
 
