@@ -201,6 +201,9 @@ def test_config_file_presets_and_overrides(tmp_path):
     for name in ("paper-pretrain", "paper-finetune", "small-data", "digits", "cifar10-speedrun"):
         TrainConfig().with_overrides(preset_values(name))
     assert preset_values("paper-finetune")["optimizer"] == "sgd"
+    speedrun = TrainConfig().with_overrides(preset_values("cifar10-speedrun"))
+    model = vitkit.create_model(speedrun.model, img_size=32, num_classes=10, **speedrun.model_overrides)
+    assert model.num_params() == 2_709_706 and model.patch_embed.grid((32, 32)) == (10, 10)  # as measured
     with pytest.raises(ValueError, match="compile_mode"):
         TrainConfig(compile_mode="fastest")
 

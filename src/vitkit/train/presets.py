@@ -74,17 +74,20 @@ def small_data() -> dict[str, Any]:
 @preset
 def cifar10_speedrun() -> dict[str, Any]:
     """The CIFAR-10 speedrun recipe (docs/speedrun.md): a 2.7M-parameter ViT (width 192, depth 9,
-    12 heads, MLP 384) on overlapping 4x4 patches at stride 2 (15x15 = 225 tokens), AdamW lr 1e-3
+    12 heads, MLP 384) on overlapping 5x5 patches at stride 3 (10x10 = 100 tokens), AdamW lr 1e-3
     batch 128, 10% warm-up then cosine, pad-crop + flip + TrivialAugment, label smoothing 0.1,
-    stochastic depth 0.1, bf16 + compile with CUDA graphs, on all 50,000 images, for a 290 s
-    time budget (the schedule is fitted to the budget after 130 steps).
+    stochastic depth 0.1, bf16 + compile with CUDA graphs, all 50,000 images, for a 285 s time
+    budget (the schedule is fitted to it after 130 steps).
 
     `vitkit train --preset cifar10-speedrun --data cifar10:PATH --seed N`, then
-    `vitkit eval RUN_DIR --data cifar10:PATH` for the test accuracy; results in docs/speedrun.md.
+    `vitkit eval RUN_DIR --data cifar10:PATH`. Measured on one H200 (2026-11-21), seeds 0/1/2:
+    91.49 / 90.81 / 91.18% test top-1 (mean 91.16%) in 272 / 262 / 270 s, about 115 epochs.
+    The goal (94%) is not reached.
     """
     return dict(model="vit_ti4", img_size=32, val_fraction=0.0,
-                model_overrides=dict(embed_dim=192, depth=9, num_heads=12, mlp_dim=384, stride=2, drop_path=0.1),
-                epochs=300, time_budget=290.0, batch_size=128, optimizer="adamw", lr=1e-3, weight_decay=0.05,
+                model_overrides=dict(embed_dim=192, depth=9, num_heads=12, mlp_dim=384, patch_size=5, stride=3,
+                                     drop_path=0.1),
+                epochs=300, time_budget=285.0, batch_size=128, optimizer="adamw", lr=1e-3, weight_decay=0.05,
                 warmup_fraction=0.1, schedule="cosine", compile=True, compile_mode="reduce-overhead",
                 speed="bf16_residual", checkpoint_every=5000, eval_every=10**9,
                 augment=dict(crop="pad", pad=4, hflip=True, auto="trivialaugment", label_smoothing=0.1))
