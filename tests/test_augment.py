@@ -242,3 +242,19 @@ def test_each_image_draws_its_own_op():
         unchanged = (out == one).flatten(1).all(1)
         assert 0 < int(unchanged.sum()) < 128  # the identity op (and only some others) leave an image alone
         assert len({tuple(o.flatten()[:8].tolist()) for o in out}) > 20
+
+
+def test_compiled_image_ops_replay_from_the_rng_state_and_augment():
+    config = AugmentConfig(crop="pad", pad=2, hflip=True, auto="trivialaugment", erase=0.5, label_smoothing=0.1)
+    aug = BatchAugment(config, (8, 8), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 4).compile_image_ops()
+    images = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.arange(16) % 4
+    torch.manual_seed(3)
+    x1, t1 = aug(images, labels)
+    torch.manual_seed(3)
+    x2, t2 = aug(images, labels)
+    assert torch.equal(x1, x2) and torch.equal(t1, t2), "a restored RNG state must replay the augmentation"
+    plain = (images.float() / 255 - 0.5) / 0.25
+    assert x1.shape == plain.shape and torch.isfinite(x1).all()
+    assert (x1 - plain).abs().amax(dim=(1, 2, 3)).gt(1e-3).float().mean() > 0.5, "most images must change"
+    assert torch.allclose(t1.sum(1), torch.ones(16)) and t1.max() == pytest.approx(0.925)

@@ -164,6 +164,8 @@ def test_eval_gives_test_accuracy_and_reproduces_the_runs_validation(finetuned):
     assert np.asarray(Image.open(png).convert("L")).std() > 10
     val = invoke(["eval", out, "--data", "digits", "--classes", "5,6,7,8,9", "--split", "val", "--json"])
     assert val["top1"] == pytest.approx(summary["val_top1"], abs=1e-12)  # same split, same preprocessing
+    flipped = invoke(["eval", out, "--tta", "flip", "--json"])
+    assert flipped["tta"] == "flip" and flipped["n"] == 179 and flipped["loss"] != test["loss"]
 
 
 def test_eval_on_data_with_other_classes_is_a_clear_error(pretrained):

@@ -235,8 +235,15 @@ class BatchAugment(nn.Module):
         self.register_buffer("std", _stats(std, torch.device("cpu")), persistent=False)
 
     def forward(self, images_uint8: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg = self.config
         _check_images(images_uint8, self.mean.shape[1])
+        x = self.image_ops(images_uint8)
+        targets = smooth_targets(labels.to(x.device), self.num_classes, self.config.label_smoothing)
+        return mix_batch(x, targets, self.config.mixup, self.config.cutmix, self.config.mix_prob)
+
+    def image_ops(self, images_uint8: torch.Tensor) -> torch.Tensor:
+        """Everything per image (crop, flip, auto-augment, normalise, erase): tensor ops only, no host
+        sync, so `compile_image_ops` can fuse it; mixing draws Python numbers and stays eager."""
+        cfg = self.config
         x = images_uint8.float() / 255.0  # (B, C, H, W) in [0, 1]
         mean, std = self.mean.to(x.device), self.std.to(x.device)
         if cfg.crop == "rrc":
@@ -253,8 +260,15 @@ class BatchAugment(nn.Module):
         x = (x - mean) / std
         if cfg.erase > 0:
             x = random_erase(x, cfg.erase)
-        targets = smooth_targets(labels.to(x.device), self.num_classes, cfg.label_smoothing)
-        return mix_batch(x, targets, cfg.mixup, cfg.cutmix, cfg.mix_prob)
+        return x
+
+    def compile_image_ops(self) -> BatchAugment:
+        """Fuse the per-image ops with torch.compile: a TrivialAugment batch is ~260 small eager ops,
+        which bounds small-model training steps by kernel launches. Compiled random draws come from
+        inductor's generator (seeded from torch's), so they differ from eager draws but still
+        replay exactly from a restored RNG state."""
+        self.image_ops = torch.compile(self.image_ops, fullgraph=True, dynamic=False)  # type: ignore[method-assign]
+        return self
 
     def extra_repr(self) -> str:
         return f"out_size={self.out_size}, num_classes={self.num_classes}, config={self.config}"

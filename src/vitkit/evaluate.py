@@ -10,6 +10,9 @@ import torch
 import torch.nn.functional as F
 
 
+TTA_MODES = ("none", "flip")
+
+
 @dataclass
 class EvalResult:
     top1: float
@@ -47,11 +50,14 @@ def split_batches(split, batch_size: int, device: torch.device, num_workers: int
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
              num_classes: int, preprocess, amp_dtype: torch.dtype | None = None,
-             reduce=None) -> EvalResult:
+             reduce=None, tta: str = "none") -> EvalResult:
     """Run the model over (uint8 images, labels) batches; `preprocess` maps uint8 -> model input.
 
-    `reduce`, if given, sums a tensor over processes (distributed evaluation).
+    `reduce`, if given, sums a tensor over processes (distributed evaluation). `tta="flip"` averages
+    the logits of each image and its mirror image (test-time augmentation; twice the compute).
     """
+    if tta not in TTA_MODES:
+        raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -62,8 +68,9 @@ def evaluate(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch
     for images, labels in batches:
         x = preprocess(images)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = model(x)
-        logits = logits.float()
+            logits = model(x).float()
+            if tta == "flip":
+                logits = (logits + model(x.flip(-1)).float()) / 2
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
         pred = logits.argmax(-1)
         confusion += torch.bincount(labels * num_classes + pred, minlength=num_classes**2).view(num_classes, num_classes)
@@ -97,7 +104,7 @@ def input_stats(model_config, fallback_mean=None, fallback_std=None) -> tuple[tu
 
 
 def evaluate_split(model, split, num_classes: int, *, mean=None, std=None, batch_size: int = 256,
-                   num_workers: int = 4, amp_dtype: torch.dtype | None = None) -> EvalResult:
+                   num_workers: int = 4, amp_dtype: torch.dtype | None = None, tta: str = "none") -> EvalResult:
     """Evaluate `model` (on its device) on a data split, preprocessed as the model was trained:
     resized to its `img_size`, normalised by its own mean/std (`mean`/`std` only fill in when the
     model records none)."""
@@ -107,7 +114,7 @@ def evaluate_split(model, split, num_classes: int, *, mean=None, std=None, batch
     mean, std = input_stats(model.config, mean, std)
     size = model.config.img_size
     return evaluate(model, split_batches(split, batch_size, device, num_workers), num_classes,
-                    lambda u8: preprocess_eval(u8, size, mean, std), amp_dtype)
+                    lambda u8: preprocess_eval(u8, size, mean, std), amp_dtype, tta=tta)
 
 
 def check_compatible(model_config, data, need_head: bool = True) -> list[str]:

@@ -57,6 +57,7 @@ class TrainConfig:
     # speed
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     compile: bool = False
+    compile_augment: bool = False  # with compile: fuse the per-image augmentation ops too (vitkit.augment)
     compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune...
     speed: str = ""  # vitkit.speed options, e.g. "cudnn,bf16_residual" (CUDA)
     grad_checkpointing: bool = False

@@ -133,6 +133,8 @@ class Trainer:
         # The model's own normalisation: the data's for a new model, the checkpoint's when fine-tuning
         self.mean, self.std = self.model.config.mean, self.model.config.std
         self.augment = BatchAugment(c.augment, self.img_size, self.mean, self.std, self.data.num_classes)
+        if c.compile and c.compile_augment and self.device.type == "cuda":
+            self.augment.compile_image_ops()
         n_train = len(self.data.train.labels) if isinstance(self.data.train, ArraySplit) else len(self.data.train)
         self.plan = BatchPlan(n_train, c.batch_size, c.accum_steps, self.dist.world, self.dist.rank, c.seed)
         self.total_steps = c.steps or max(1, math.ceil(c.epochs * self.plan.steps_per_epoch))
