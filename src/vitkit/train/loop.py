@@ -141,6 +141,7 @@ class Trainer:
         warmup = c.warmup_steps if c.warmup_steps is not None else int(c.warmup_fraction * self.total_steps)
         self.optimizer = build_optimizer(self.model, c.optimizer, c.lr, c.weight_decay, c.betas, c.momentum, c.nesterov)
         self.scheduler = build_scheduler(self.optimizer, self.total_steps, warmup, c.schedule, c.lr, c.lr_end)
+        self.warmup_steps = warmup
         self.schedule_fitted = False
         self.ema = None
         if c.ema_decay > 0:
@@ -178,8 +179,11 @@ class Trainer:
         rngs = state["rng"]
         set_rng_state(rngs[self.dist.rank] if self.dist.rank < len(rngs) else rngs[0])
         self.start_step = state["step"]
-        self.total_steps = state.get("total_steps", self.total_steps)
-        self.schedule_fitted = state.get("schedule_fitted", False)
+        if state.get("schedule_fitted", False):  # a time-budget run keeps the length it was fitted to
+            self.total_steps, self.schedule_fitted = state["total_steps"], True
+        else:  # the config decides (it may have been edited to change the length)
+            schedule = self.scheduler.lr_lambdas[0]
+            schedule.total, schedule.warmup = self.total_steps, self.warmup_steps
         self.last_good_step = state["step"]
         self.timer_offset = state.get("seconds", 0.0)
 
