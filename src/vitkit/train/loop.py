@@ -247,9 +247,10 @@ class Trainer:
         """Shorten the run so it ends within `time_budget`: the decay is re-fitted to the new length
         (same shape), the warm-up keeps its fraction. Never lengthens the epoch/step-based run."""
         c = self.config
-        remaining = c.time_budget - elapsed
         if self.dist.world > 1:  # every process must agree on the length: take the slowest
-            step_seconds = float(self.dist.all_reduce_max(torch.tensor(step_seconds, device=self.device)))
+            measured = torch.tensor([elapsed, step_seconds], dtype=torch.float64, device=self.device)
+            elapsed, step_seconds = self.dist.all_reduce_max(measured).tolist()
+        remaining = c.time_budget - elapsed
         fitted = done + max(0, int(BUDGET_MARGIN * remaining / step_seconds))
         self.total_steps = max(done + 1, min(self.total_steps, fitted))
         schedule = self.scheduler.lr_lambdas[0]
@@ -307,8 +308,6 @@ class Trainer:
                     now = timer.elapsed()
                     self.fit_to_budget(step, now, (now - calibration_start) / CALIBRATION_STEPS)
                     progress.update(task, total=self.total_steps)
-                    if step >= self.total_steps:
-                        break
                 loss, correct = self.train_step(self.micro_batches(step, loader_iter))
                 window_loss += loss
                 window_correct += correct
