@@ -12,13 +12,8 @@ trunk's feature map against timm's (`patch_embed.backbone`).
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
-import tempfile
-from pathlib import Path
-
 import torch
+from parity_common import parse_args, report, saved_state_dicts, timm_references
 
 import vitkit
 
@@ -53,20 +48,9 @@ def ws_eps(model: torch.nn.Module) -> float | None:
 
 
 def main() -> None:
-    import timm
-    from safetensors.torch import save_file
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", default=None)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
-    device = torch.device(args.device)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    args, device = parse_args(__doc__)
     results = []
-    for name, kwargs in CASES:
-        torch.manual_seed(0)
-        ref = timm.create_model(name, pretrained=False, **kwargs).eval()
+    for name, ref in timm_references(CASES):
         randomize(ref)
         size = tuple(ref.pretrained_cfg["input_size"][1:])
         x = torch.randn(4, 3, *size)
@@ -77,36 +61,28 @@ def main() -> None:
             expected = ref.to(device)(x.to(device)).float()
             ref_features = ref.patch_embed.backbone(x.to(device)).float() if hybrid else None
         ref.cpu()
-        with tempfile.TemporaryDirectory() as tmp:
-            for suffix in (".pth", ".safetensors"):
-                path = Path(tmp) / f"{name}{suffix}"
-                sd = {k: v.contiguous() for k, v in ref.state_dict().items()}
-                torch.save(sd, path) if suffix == ".pth" else save_file(sd, str(path))
-                ours = vitkit.load_model(path, **overrides).eval().to(device)
-                with torch.no_grad():
-                    got = ours(x.to(device)).float()
-                    features = ours.patch_embed.backbone(x.to(device)).float() if hybrid else None
-                diff = (got - expected).abs().max().item()
-                row = {
-                    "model": name, "format": suffix, "max_abs_diff": diff,
-                    "rel_diff": ((got - expected).norm() / expected.norm()).item(),
-                    "logit_scale": expected.abs().max().item(), "ws_eps": eps,
-                    "params_equal": ours.num_params() == sum(p.numel() for p in ref.parameters()),
-                    "vitkit_config": ours.config.to_dict(),
-                }
-                if hybrid:
-                    row["trunk_max_abs_diff"] = (features - ref_features).abs().max().item()
-                    row["tokens"] = ours.grid[0] * ours.grid[1]
-                results.append(row)
-                extra = f"  trunk max|diff| {row['trunk_max_abs_diff']:.2e}" if hybrid else ""
-                print(f"{name:24s} {suffix:12s} max|diff| {diff:.2e}  rel {row['rel_diff']:.2e}  "
-                      f"params equal {row['params_equal']}{extra}", flush=True)
-                ours.cpu()
-    env = {"torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version(),
-           "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()}
-    print(json.dumps(env))
-    if args.out:
-        Path(args.out).write_text(json.dumps({"env": env, "results": results}, indent=2))
+        for suffix, path in saved_state_dicts(ref, name):
+            ours = vitkit.load_model(path, **overrides).eval().to(device)
+            with torch.no_grad():
+                got = ours(x.to(device)).float()
+                features = ours.patch_embed.backbone(x.to(device)).float() if hybrid else None
+            diff = (got - expected).abs().max().item()
+            row = {
+                "model": name, "format": suffix, "max_abs_diff": diff,
+                "rel_diff": ((got - expected).norm() / expected.norm()).item(),
+                "logit_scale": expected.abs().max().item(), "ws_eps": eps,
+                "params_equal": ours.num_params() == sum(p.numel() for p in ref.parameters()),
+                "vitkit_config": ours.config.to_dict(),
+            }
+            if hybrid:
+                row["trunk_max_abs_diff"] = (features - ref_features).abs().max().item()
+                row["tokens"] = ours.grid[0] * ours.grid[1]
+            results.append(row)
+            extra = f"  trunk max|diff| {row['trunk_max_abs_diff']:.2e}" if hybrid else ""
+            print(f"{name:24s} {suffix:12s} max|diff| {diff:.2e}  rel {row['rel_diff']:.2e}  "
+                  f"params equal {row['params_equal']}{extra}", flush=True)
+            ours.cpu()
+    report(results, device, args.out)
 
 
 if __name__ == "__main__":
