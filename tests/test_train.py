@@ -254,3 +254,51 @@ def test_default_preset_applies_only_to_the_default_job():
     assert other_data.preset is None and other_data.img_size is None
     preset_model = build_config(None, "small-data", {"model": "vit_ti4"}, {})
     assert preset_model.model_overrides == {"drop_path": 0.1} and preset_model.augment.mixup == 0.8
+
+
+def test_augment_ahead_resumes_exactly_and_consumes_the_plans_order(tmp_path, monkeypatch):
+    # batch 64 of ~1.6k digits: 25 steps an epoch; the interruption lands in epoch 1, whose
+    # augmentation the resumed process must re-create from (seed, epoch) alone
+    kw = dict(steps=40, batch_size=64, checkpoint_every=10, augment_ahead=True,
+              augment={"auto": "trivialaugment", "mixup": 0.5, "cutmix": 0.5, "erase": 0.25},
+              model_overrides=dict(embed_dim=32, depth=2, num_heads=2, drop_path=0.1))
+    train(fast_config(tmp_path, "straight", **kw))
+    train_until_interrupted(monkeypatch, fast_config(tmp_path, "interrupted", **kw), step=35)  # last ckpt: 30
+    train(TrainConfig(), resume=tmp_path / "interrupted")
+    a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "interrupted")
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed run differs from the uninterrupted one"
+    train(fast_config(tmp_path, "per_step", **{**kw, "augment_ahead": False}))
+    per_step = final_weights(tmp_path / "per_step")
+    assert not all(torch.equal(a[k], per_step[k]) for k in a), "augment_ahead must change where draws come from"
+
+    from vitkit.augment import AugmentConfig, BatchAugment
+    from vitkit.train.ahead import EpochAugmentation
+    from vitkit.train.batches import BatchPlan
+
+    images = torch.randint(0, 256, (103, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.arange(103) % 10
+    augment = BatchAugment(AugmentConfig(auto="trivialaugment"), 8, (0.5,) * 3, (0.25,) * 3, 10)
+    plan = BatchPlan(103, 24, accum_steps=2, world=2, rank=1, seed=3)  # 4 steps of 2 x 2 x 6 images
+    ahead = EpochAugmentation(augment, images, labels, plan, seed=3, chunk=10)
+    for step in (4, 5, 7):  # epoch 1
+        got = ahead.micro_batches(step)
+        for (x, y), idx in zip(got, plan.micro_batches(step)):
+            assert torch.equal(y, labels[idx]) and x.shape == (6, 3, 8, 8)
+    first = ahead.x.clone()
+    ahead.prepare(1)
+    assert torch.equal(first, ahead.x), "an epoch's augmentation is a pure function of (seed, epoch, rank)"
+    ahead.prepare(2)
+    assert not torch.equal(first, ahead.x)
+
+
+def test_augment_ahead_on_a_streamed_dataset_is_a_clear_error(tmp_path):
+    from PIL import Image
+
+    for name in ("a", "b"):
+        (tmp_path / "folder" / name).mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (8, 8), (60 * i, 0, 0)).save(tmp_path / "folder" / name / f"{i}.png")
+    config = fast_config(tmp_path, data=f"imagefolder:{tmp_path / 'folder'}", steps=2, batch_size=2,
+                         num_workers=0, augment_ahead=True)
+    with pytest.raises(ValueError, match="augment_ahead needs an in-memory dataset"):
+        train(config)

@@ -236,7 +236,10 @@ class BatchAugment(nn.Module):
 
     def forward(self, images_uint8: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         _check_images(images_uint8, self.mean.shape[1])
-        x = self.image_ops(images_uint8)
+        return self.mix(self.image_ops(images_uint8), labels)
+
+    def mix(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-batch part on already augmented images: soft targets, then mixup / cutmix."""
         targets = smooth_targets(labels.to(x.device), self.num_classes, self.config.label_smoothing)
         return mix_batch(x, targets, self.config.mixup, self.config.cutmix, self.config.mix_prob)
 

@@ -34,10 +34,18 @@ class BatchPlan:
             self._cached_perm, self._cached_epoch = torch.randperm(self.n, generator=g), epoch
         return self._cached_perm
 
-    def micro_batches(self, step: int) -> list[torch.Tensor]:
-        """This rank's index tensors for global optimiser step `step` (0-based, across epochs)."""
+    def device_permutation(self, epoch: int, device: torch.device) -> torch.Tensor:
+        """The epoch's permutation on `device`, copied once per epoch: a host-to-device copy per step
+        would synchronise the host with the GPU every step (pageable memory), stalling the queue."""
+        if getattr(self, "_device_key", None) != (epoch, device):
+            self._device_perm, self._device_key = self.permutation(epoch).to(device), (epoch, device)
+        return self._device_perm
+
+    def micro_batches(self, step: int, device: torch.device | None = None) -> list[torch.Tensor]:
+        """This rank's index tensors for global optimiser step `step` (0-based, across epochs), on
+        `device` if given."""
         epoch, k = divmod(step, self.steps_per_epoch)
-        perm = self.permutation(epoch)
+        perm = self.permutation(epoch) if device is None else self.device_permutation(epoch, device)
         base = k * self.global_batch
         out = []
         for m in range(self.accum):

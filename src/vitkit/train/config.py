@@ -58,6 +58,9 @@ class TrainConfig:
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     compile: bool = False
     compile_augment: bool = False  # with compile: fuse the per-image augmentation ops too (vitkit.augment)
+    # in-memory data: augment each epoch's images in large chunks when it starts (vitkit.train.ahead),
+    # instead of ~hundreds of small kernels per step; mixing and label smoothing stay per step
+    augment_ahead: bool = False
     compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune...
     speed: str = ""  # vitkit.speed options, e.g. "cudnn,bf16_residual" (CUDA)
     grad_checkpointing: bool = False

@@ -19,6 +19,7 @@ from vitkit.data.splits import nested_subset
 from vitkit.evaluate import EvalResult, evaluate, split_batches
 from vitkit.optim import build_optimizer, build_scheduler
 from vitkit.train import distributed as dist_utils
+from vitkit.train.ahead import EpochAugmentation
 from vitkit.train.batches import BatchPlan, PlanSampler
 from vitkit.train.config import TrainConfig
 from vitkit.train.metrics import MetricsLog, plot_curves
@@ -28,7 +29,9 @@ from vitkit.train.state import (latest_checkpoint, load_training_state, rng_stat
 
 # Time budget: step time is measured over CALIBRATION_STEPS steps after SETTLE_STEPS (compilation
 # and CUDA-graph recording happen in the first few), then the schedule is fitted with a safety margin.
-SETTLE_STEPS, CALIBRATION_STEPS, BUDGET_MARGIN = 30, 100, 0.97
+# It is re-fitted once more after REFIT_FRACTION of the remaining run, from a window that spans
+# whole epochs (per-epoch work such as augment_ahead, and clock drift, are then counted).
+SETTLE_STEPS, CALIBRATION_STEPS, BUDGET_MARGIN, REFIT_FRACTION = 30, 100, 0.97, 0.2
 
 
 class TrainingDiverged(RuntimeError):
@@ -138,6 +141,7 @@ class Trainer:
         n_train = len(self.data.train.labels) if isinstance(self.data.train, ArraySplit) else len(self.data.train)
         self.plan = BatchPlan(n_train, c.batch_size, c.accum_steps, self.dist.world, self.dist.rank, c.seed)
         self.total_steps = c.steps or max(1, math.ceil(c.epochs * self.plan.steps_per_epoch))
+        self.length_cap = self.total_steps  # a time budget never lengthens the configured run
         warmup = c.warmup_steps if c.warmup_steps is not None else int(c.warmup_fraction * self.total_steps)
         self.optimizer = build_optimizer(self.model, c.optimizer, c.lr, c.weight_decay, c.betas, c.momentum, c.nesterov)
         self.scheduler = build_scheduler(self.optimizer, self.total_steps, warmup, c.schedule, c.lr, c.lr_end)
@@ -156,6 +160,12 @@ class Trainer:
         if isinstance(self.data.train, ArraySplit):
             self.train_images = self.data.train.images.to(self.device)
             self.train_labels = self.data.train.labels.to(self.device)
+        self.ahead: EpochAugmentation | None = None
+        if c.augment_ahead:
+            if not isinstance(self.data.train, ArraySplit):
+                raise ValueError(f"augment_ahead needs an in-memory dataset (digits, cifar10, an .npz bundle); "
+                                 f"{c.data!r} is streamed from disk: leave augment_ahead off")
+            self.ahead = EpochAugmentation(self.augment, self.train_images, self.train_labels, self.plan, c.seed)
         self.start_step = 0
         self.last_good_step: int | None = None
         self.timer_offset = 0.0
@@ -194,9 +204,10 @@ class Trainer:
                 "total_steps": self.total_steps, "schedule_fitted": self.schedule_fitted}
 
     def micro_batches(self, step: int, loader_iter) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        if self.ahead is not None:
+            return self.ahead.micro_batches(step)
         if loader_iter is None:
-            return [(self.train_images[i], self.train_labels[i])
-                    for i in (idx.to(self.device) for idx in self.plan.micro_batches(step))]
+            return [(self.train_images[i], self.train_labels[i]) for i in self.plan.micro_batches(step, self.device)]
         out = []
         for _ in range(self.plan.accum):
             images, labels = next(loader_iter)
@@ -208,7 +219,7 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         for m, (images, labels) in enumerate(batches):
-            x, targets = self.augment(images, labels)
+            x, targets = self.augment.mix(images, labels) if self.ahead is not None else self.augment(images, labels)
             last = m == len(batches) - 1
             no_sync = self.step_model.no_sync if self.dist.world > 1 and not last else contextlib.nullcontext
             with no_sync(), torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
@@ -252,11 +263,11 @@ class Trainer:
             elapsed, step_seconds = self.dist.all_reduce_max(measured).tolist()
         remaining = c.time_budget - elapsed
         fitted = done + max(0, int(BUDGET_MARGIN * remaining / step_seconds))
-        self.total_steps = max(done + 1, min(self.total_steps, fitted))
+        self.total_steps = max(done + 1, min(self.length_cap, fitted))
         schedule = self.scheduler.lr_lambdas[0]
         schedule.total = self.total_steps
-        if c.warmup_steps is None:
-            schedule.warmup = int(c.warmup_fraction * self.total_steps)
+        if c.warmup_steps is None and done < schedule.warmup:  # never re-enter a finished warm-up
+            schedule.warmup = max(done, int(c.warmup_fraction * self.total_steps))
         self.schedule_fitted = True
 
     def check_finite(self, window_loss: torch.Tensor, step: int) -> float:
@@ -300,6 +311,7 @@ class Trainer:
             timer.start()
             calibrate_from = self.start_step + SETTLE_STEPS
             calibration_start = 0.0
+            refit: tuple[int, int, float] | None = None  # (at step, window start step, its elapsed time)
             step = self.start_step
             while step < self.total_steps:
                 if c.time_budget and not self.schedule_fitted and step == calibrate_from:
@@ -307,6 +319,12 @@ class Trainer:
                 if c.time_budget and not self.schedule_fitted and step == calibrate_from + CALIBRATION_STEPS:
                     now = timer.elapsed()
                     self.fit_to_budget(step, now, (now - calibration_start) / CALIBRATION_STEPS)
+                    refit = (step + max(CALIBRATION_STEPS, int(REFIT_FRACTION * (self.total_steps - step))), step, now)
+                    progress.update(task, total=self.total_steps)
+                elif refit is not None and step == refit[0]:
+                    now = timer.elapsed()
+                    self.fit_to_budget(step, now, (now - refit[2]) / (step - refit[1]))
+                    refit = None
                     progress.update(task, total=self.total_steps)
                 loss, correct = self.train_step(self.micro_batches(step, loader_iter))
                 window_loss += loss

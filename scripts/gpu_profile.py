@@ -1,0 +1,86 @@
+"""Where a training step's GPU time goes: kernel time per step by category (matmul, attention,
+fused element-wise, other), for vitkit and timm side by side, compiled, bf16 autocast.
+
+    python scripts/gpu_profile.py --model vit_b16 --img-size 224 --batch 256 --speed bf16_residual,patch_matmul
+    python scripts/gpu_profile.py --model vit_s4 --img-size 32 --depth 7 --batch 512 ...
+
+Prints one JSON line per implementation: wall ms per step (CUDA events), summed kernel ms per step
+and per category (the gap between the two is time the GPU waited for the host), and the top kernels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from vitkit.bench import BUILDERS, available, make_step, time_steps
+from vitkit.variants import model_config
+
+CATEGORIES = [  # first match wins; names of cuBLAS/CUTLASS/cuDNN/flash/triton kernels on Hopper
+    ("attention", re.compile(r"flash|fmha|attention|sdpa|cudnn.*(mha|attn)", re.IGNORECASE)),
+    ("matmul", re.compile(r"gemm|nvjet|cutlass|sm90_xmma|cublas|wgmma|matmul", re.IGNORECASE)),
+    ("optimizer", re.compile(r"adam|multi_tensor|foreach", re.IGNORECASE)),
+    ("fused (triton)", re.compile(r"^triton_", re.IGNORECASE)),
+]
+
+
+def category(name: str) -> str:
+    return next((label for label, pattern in CATEGORIES if pattern.search(name)), "other")
+
+
+def profile_impl(impl: str, speed: str, args: argparse.Namespace, overrides: dict) -> dict:
+    config = model_config(args.model, img_size=args.img_size, **overrides)
+    torch.manual_seed(0)
+    model = BUILDERS[impl](config).cuda()
+    if impl == "vitkit" and speed:
+        from vitkit.speed import SpeedOptions, configure
+
+        configure(model, SpeedOptions.parse(speed))
+    runner = torch.compile(model)
+    x = torch.randn(args.batch, config.in_chans, *config.img_size, device="cuda")
+    y = torch.randint(0, config.num_classes, (args.batch,), device="cuda")
+    step = make_step(runner, args.mode, x, y, torch.bfloat16)
+    wall = time_steps(step, torch.device("cuda"), warmup=8, iters=10, repeats=3)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(args.steps):
+            step()
+        torch.cuda.synchronize()
+    kernels: dict[str, float] = {}
+    launches = 0
+    for evt in prof.key_averages():
+        if evt.device_type == torch.autograd.DeviceType.CUDA:
+            kernels[evt.key] = kernels.get(evt.key, 0.0) + evt.self_device_time_total / 1e3 / args.steps
+            launches += evt.count
+    by_cat: dict[str, float] = {}
+    for name, ms in kernels.items():
+        by_cat[category(name)] = by_cat.get(category(name), 0.0) + ms
+    top = sorted(kernels.items(), key=lambda kv: -kv[1])[:args.top]
+    return {"impl": f"{impl}[{speed}]" if speed else impl, "model": args.model, "batch": args.batch,
+            "mode": args.mode, "wall_ms": round(wall, 3), "kernel_ms": round(sum(kernels.values()), 3),
+            "by_category_ms": {k: round(v, 3) for k, v in sorted(by_cat.items(), key=lambda kv: -kv[1])},
+            "kernels_per_step": launches // args.steps, "top": [(n[:90], round(ms, 3), category(n)) for n, ms in top]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--model", default="vit_b16")
+    p.add_argument("--img-size", type=int, default=224)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--mode", default="train", choices=("train", "infer"))
+    p.add_argument("--depth", type=int, default=None)
+    p.add_argument("--speed", default="bf16_residual,patch_matmul")
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--top", type=int, default=15)
+    args = p.parse_args()
+    overrides = {"depth": args.depth} if args.depth else {}
+    for impl, speed in (("vitkit", args.speed), ("timm", "")):
+        if available(impl):
+            print(json.dumps(profile_impl(impl, speed, args, overrides)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
