@@ -302,3 +302,33 @@ def test_augment_ahead_on_a_streamed_dataset_is_a_clear_error(tmp_path):
                          num_workers=0, augment_ahead=True)
     with pytest.raises(ValueError, match="augment_ahead needs an in-memory dataset"):
         train(config)
+
+
+def test_graph_step_refuses_what_it_cannot_capture(tmp_path):
+    with pytest.raises(ValueError, match="graph_step is not possible here: it needs a CUDA device"):
+        train(fast_config(tmp_path, steps=2, device="cpu", graph_step=True))
+    with pytest.raises(ValueError, match="mixup/cutmix.*compile_mode 'reduce-overhead'"):
+        from vitkit.train.graphed import check_graph_step
+
+        check_graph_step(device=torch.device("cuda"), world=1, accum_steps=1, optimizer="adamw", mixup=0.2,
+                         cutmix=0.0, compile_mode="reduce-overhead")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_graph_step_trains_like_the_eager_step_on_a_gpu(tmp_path):
+    # fp32, no randomness in the step: the captured step must follow the eager one closely (capturable
+    # AdamW computes its bias corrections on the device, so not bit for bit)
+    kw = dict(steps=40, device="cuda", precision="fp32", checkpoint_every=0, log_every=1, augment_ahead=True,
+              augment={"auto": "trivialaugment"})
+    eager = train(fast_config(tmp_path, "eager", **kw))
+    graphed = train(fast_config(tmp_path, "graphed", graph_step=True, **kw))
+
+    def losses(run):
+        rows = [json.loads(ln) for ln in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        return torch.tensor([r["loss"] for r in rows if r["kind"] == "train"])
+
+    a, b = losses("eager"), losses("graphed")
+    assert len(a) == len(b) == 40 and torch.allclose(a, b, rtol=1e-3, atol=1e-4), (a, b)
+    assert abs(eager["val_top1"] - graphed["val_top1"]) <= 0.01
+    w1, w2 = final_weights(tmp_path / "eager"), final_weights(tmp_path / "graphed")
+    assert all(torch.allclose(w1[k], w2[k], atol=1e-3) for k in w1)

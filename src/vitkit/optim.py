@@ -24,12 +24,13 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
                     betas: tuple[float, float] = (0.9, 0.999), momentum: float = 0.9,
-                    nesterov: bool = False) -> torch.optim.Optimizer:
-    """AdamW (paper pre-training) or SGD with momentum (paper fine-tuning); fused kernels on CUDA."""
+                    nesterov: bool = False, capturable: bool = False) -> torch.optim.Optimizer:
+    """AdamW (paper pre-training) or SGD with momentum (paper fine-tuning); fused kernels on CUDA.
+    `capturable`: AdamW keeps its step counts on the device, so its step can live in a CUDA graph."""
     groups = param_groups(model, weight_decay)
     on_cuda = next(model.parameters()).is_cuda
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=on_cuda or None)
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=on_cuda or None, capturable=capturable)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, fused=on_cuda or None)
     raise ValueError(f"unknown optimizer {name!r}; use 'adamw' or 'sgd'")

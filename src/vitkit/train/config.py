@@ -61,6 +61,9 @@ class TrainConfig:
     # in-memory data: augment each epoch's images in large chunks when it starts (vitkit.train.ahead),
     # instead of ~hundreds of small kernels per step; mixing and label smoothing stay per step
     augment_ahead: bool = False
+    # CUDA: the whole optimiser step (forward, loss, backward, clipping, AdamW) as one CUDA graph
+    # (vitkit.train.graphed); one process, no accumulation, no mixup/cutmix
+    graph_step: bool = False
     compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (CUDA graphs) | max-autotune...
     speed: str = ""  # vitkit.speed options, e.g. "cudnn,bf16_residual" (CUDA)
     grad_checkpointing: bool = False

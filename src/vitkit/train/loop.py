@@ -21,6 +21,7 @@ from vitkit.optim import build_optimizer, build_scheduler
 from vitkit.train import distributed as dist_utils
 from vitkit.train.ahead import EpochAugmentation
 from vitkit.train.batches import BatchPlan, PlanSampler
+from vitkit.train.graphed import GraphedStep, check_graph_step
 from vitkit.train.config import TrainConfig
 from vitkit.train.metrics import MetricsLog, plot_curves
 from vitkit.train.state import (latest_checkpoint, load_training_state, rng_state, save_checkpoint,
@@ -143,7 +144,12 @@ class Trainer:
         self.total_steps = c.steps or max(1, math.ceil(c.epochs * self.plan.steps_per_epoch))
         self.length_cap = self.total_steps  # a time budget never lengthens the configured run
         warmup = c.warmup_steps if c.warmup_steps is not None else int(c.warmup_fraction * self.total_steps)
-        self.optimizer = build_optimizer(self.model, c.optimizer, c.lr, c.weight_decay, c.betas, c.momentum, c.nesterov)
+        if c.graph_step:
+            check_graph_step(device=self.device, world=self.dist.world, accum_steps=c.accum_steps,
+                             optimizer=c.optimizer, mixup=c.augment.mixup, cutmix=c.augment.cutmix,
+                             compile_mode=c.compile_mode if c.compile else "default")
+        self.optimizer = build_optimizer(self.model, c.optimizer, c.lr, c.weight_decay, c.betas, c.momentum, c.nesterov,
+                                         capturable=c.graph_step)
         self.scheduler = build_scheduler(self.optimizer, self.total_steps, warmup, c.schedule, c.lr, c.lr_end)
         self.warmup_steps = warmup
         self.schedule_fitted = False
@@ -154,6 +160,8 @@ class Trainer:
         self.step_model: torch.nn.Module = self.model
         if c.compile and self.device.type == "cuda":
             self.step_model = torch.compile(self.model, mode=None if c.compile_mode == "default" else c.compile_mode)
+        self.graphed = GraphedStep(self.model, self.step_model, self.optimizer, self.data.num_classes,
+                                   c.augment.label_smoothing, self.amp_dtype, c.grad_clip) if c.graph_step else None
         if self.dist.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.step_model = torch.nn.parallel.DistributedDataParallel(self.step_model, device_ids=ids)
@@ -216,6 +224,14 @@ class Trainer:
 
     def train_step(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step over the accumulation micro-batches; returns (loss, correct) on device."""
+        if self.graphed is not None:
+            ((images, labels),) = batches
+            x = images if self.ahead is not None else self.augment.image_ops(images)
+            loss, correct = self.graphed(x, labels)
+            self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
+            return loss, correct
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         for m, (images, labels) in enumerate(batches):
@@ -340,7 +356,7 @@ class Trainer:
                     ips = window_steps * micro_examples / max(time.perf_counter() - window_start, 1e-9)
                     if metrics:
                         metrics.write({"kind": "train", "step": done, "epoch": self.plan.epoch_of(done),
-                                       "loss": mean_loss, "top1": acc, "lr": self.scheduler.get_last_lr()[0],
+                                       "loss": mean_loss, "top1": acc, "lr": float(self.scheduler.get_last_lr()[0]),
                                        "images_per_s": ips})
                     progress.update(task, completed=done, loss=mean_loss, acc=acc, ips=ips)
                     window_loss.zero_(), window_correct.zero_()
@@ -371,6 +387,7 @@ class Trainer:
             "run_dir": str(self.run_dir), "model": self.config.model, "data": self.config.data,
             "params": self.model.num_params(), "n_train": self.plan.n, "world_size": self.dist.world,
             "device": str(self.device), "precision": str(self.amp_dtype or "fp32"),
+            "graph_step": self.graphed is not None and self.graphed.graph is not None,
         }
         if metrics is not None:
             if val:
