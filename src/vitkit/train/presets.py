@@ -87,9 +87,9 @@ def cifar10_speedrun() -> dict[str, Any]:
     return dict(model="vit_ti4", img_size=32, val_fraction=0.0,
                 model_overrides=dict(embed_dim=192, depth=9, num_heads=12, mlp_dim=384, patch_size=5, stride=3,
                                      drop_path=0.1),
-                epochs=300, time_budget=285.0, batch_size=128, optimizer="adamw", lr=1e-3, weight_decay=0.05,
+                epochs=1000, time_budget=285.0, batch_size=256, optimizer="adamw", lr=1.4e-3, weight_decay=0.05,
                 warmup_fraction=0.1, schedule="cosine", compile=True, compile_mode="reduce-overhead",
-                speed="bf16_residual", checkpoint_every=5000, eval_every=10**9,
+                speed="bf16_residual", augment_ahead=True, checkpoint_every=5000, eval_every=10**9,
                 augment=dict(crop="pad", pad=4, hflip=True, auto="trivialaugment", label_smoothing=0.1))
 
 
