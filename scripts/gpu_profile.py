@@ -3,6 +3,8 @@ fused element-wise, other), for vitkit and timm side by side, compiled, bf16 aut
 
     python scripts/gpu_profile.py --model vit_b16 --img-size 224 --batch 256 --speed bf16_residual,patch_matmul
     python scripts/gpu_profile.py --model vit_s4 --img-size 32 --depth 7 --batch 512 ...
+    python scripts/gpu_profile.py --model vit_ti4 --img-size 32 --impls vitkit --speed bf16_residual \
+        --set embed_dim=192 --set depth=9 --set num_heads=12 --set mlp_dim=384 --set patch_size=5 --set stride=3
 
 Prints one JSON line per implementation: wall ms per step (CUDA events), summed kernel ms per step
 and per category (the gap between the two is time the GPU waited for the host), and the top kernels.
@@ -15,6 +17,7 @@ import json
 import re
 
 import torch
+import yaml
 from torch.profiler import ProfilerActivity, profile
 
 from vitkit.bench import BUILDERS, available, make_step, time_steps
@@ -72,13 +75,19 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--mode", default="train", choices=("train", "infer"))
     p.add_argument("--depth", type=int, default=None)
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="other model config fields, e.g. --set stride=3 --set num_heads=12")
+    p.add_argument("--impls", default="vitkit,timm", help="comma-separated: vitkit, timm")
     p.add_argument("--speed", default="bf16_residual,patch_matmul")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--top", type=int, default=15)
     args = p.parse_args()
     overrides = {"depth": args.depth} if args.depth else {}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        overrides[key] = yaml.safe_load(value)
     for impl, speed in (("vitkit", args.speed), ("timm", "")):
-        if available(impl):
+        if impl in args.impls.split(",") and available(impl):
             print(json.dumps(profile_impl(impl, speed, args, overrides)), flush=True)
 
 
