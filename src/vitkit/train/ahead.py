@@ -29,8 +29,8 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
 class EpochAugmentation:
     """This rank's micro-batches of augmented images, one epoch at a time.
 
-    Rows are stored in the order the steps consume them (step k, micro-batch m at row
-    (k * accum + m) * micro), so a micro-batch is a contiguous slice (a view, no gather per step).
+    Rows are stored in the order the steps consume them (`BatchPlan.epoch_rows`), so a micro-batch
+    is a contiguous slice (a view, no gather per step).
     """
 
     def __init__(self, augment: BatchAugment, images: torch.Tensor, labels: torch.Tensor, plan: BatchPlan,
@@ -41,16 +41,9 @@ class EpochAugmentation:
         self.x: torch.Tensor | None = None
         self.y: torch.Tensor | None = None
 
-    def rows(self, epoch: int) -> torch.Tensor:
-        """This rank's example indices for the epoch, in consumption order (same as BatchPlan.micro_batches)."""
-        p = self.plan
-        used = p.steps_per_epoch * p.global_batch
-        grid = p.permutation(epoch)[:used].view(p.steps_per_epoch, p.accum, p.world, p.micro)
-        return grid[:, :, p.rank].reshape(-1)
-
     def prepare(self, epoch: int) -> None:
         device = self.images.device
-        idx = self.rows(epoch).to(device)
+        idx = self.plan.epoch_rows(epoch, device)
         images = self.images[idx]
         forked = [device.index if device.index is not None else torch.cuda.current_device()] \
             if device.type == "cuda" else []
@@ -65,13 +58,8 @@ class EpochAugmentation:
 
     def micro_batches(self, step: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(augmented images, labels) for each of this rank's micro-batches of optimiser step `step`."""
-        p = self.plan
-        epoch, k = divmod(step, p.steps_per_epoch)
+        epoch, where = self.plan.slices(step)
         if epoch != self.epoch:
             self.prepare(epoch)
         assert self.x is not None and self.y is not None
-        out = []
-        for m in range(p.accum):
-            start = (k * p.accum + m) * p.micro
-            out.append((self.x[start:start + p.micro], self.y[start:start + p.micro]))
-        return out
+        return [(self.x[s], self.y[s]) for s in where]

@@ -34,24 +34,29 @@ class BatchPlan:
             self._cached_perm, self._cached_epoch = torch.randperm(self.n, generator=g), epoch
         return self._cached_perm
 
-    def device_permutation(self, epoch: int, device: torch.device) -> torch.Tensor:
-        """The epoch's permutation on `device`, copied once per epoch: a host-to-device copy per step
-        would synchronise the host with the GPU every step (pageable memory), stalling the queue."""
-        if getattr(self, "_device_key", None) != (epoch, device):
-            self._device_perm, self._device_key = self.permutation(epoch).to(device), (epoch, device)
-        return self._device_perm
+    def epoch_rows(self, epoch: int, device: torch.device | None = None) -> torch.Tensor:
+        """This rank's example indices for the epoch in the order its steps consume them (see
+        `slices`), on `device` if given. Cached per epoch: a host-to-device copy per step would
+        synchronise the host with the GPU every step (pageable memory), stalling the queue."""
+        if getattr(self, "_rows_key", None) != (epoch, device):
+            used = self.steps_per_epoch * self.global_batch
+            grid = self.permutation(epoch)[:used].view(self.steps_per_epoch, self.accum, self.world, self.micro)
+            rows = grid[:, :, self.rank].reshape(-1)
+            self._rows, self._rows_key = (rows if device is None else rows.to(device)), (epoch, device)
+        return self._rows
+
+    def slices(self, step: int) -> tuple[int, list[slice]]:
+        """(epoch, where each of this rank's micro-batches of global step `step` lies in `epoch_rows`)."""
+        epoch, k = divmod(step, self.steps_per_epoch)
+        starts = ((k * self.accum + m) * self.micro for m in range(self.accum))
+        return epoch, [slice(start, start + self.micro) for start in starts]
 
     def micro_batches(self, step: int, device: torch.device | None = None) -> list[torch.Tensor]:
         """This rank's index tensors for global optimiser step `step` (0-based, across epochs), on
         `device` if given."""
-        epoch, k = divmod(step, self.steps_per_epoch)
-        perm = self.permutation(epoch) if device is None else self.device_permutation(epoch, device)
-        base = k * self.global_batch
-        out = []
-        for m in range(self.accum):
-            start = base + (m * self.world + self.rank) * self.micro
-            out.append(perm[start:start + self.micro])
-        return out
+        epoch, where = self.slices(step)
+        rows = self.epoch_rows(epoch, device)
+        return [rows[s] for s in where]
 
     def epoch_of(self, step: int) -> float:
         return step / self.steps_per_epoch

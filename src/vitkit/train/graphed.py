@@ -1,11 +1,12 @@
 """The whole optimiser step as one CUDA graph: forward, loss, backward, gradient clipping and AdamW.
 
-Why: a small model's step is a few hundred short kernels, and the host needs longer to launch them
-(plus autograd's and the optimiser's Python) than the GPU needs to run them. `torch.compile`'s
-CUDA graphs (`reduce-overhead`) cover forward and backward but leave the loss, clipping and the
-optimiser to the host; measured on an H200 (docs/speedrun.md, sweep D) the step stayed host-bound
-at ~3.5 ms whether the model had 64 or 100 tokens. Capturing everything makes a step a few copies
-into static buffers and one replay.
+Why: a small model's step is a few hundred short kernels; when the host needs longer to launch
+them (plus autograd's and the optimiser's Python) than the GPU needs to run them, the GPU idles.
+`torch.compile`'s CUDA graphs (`reduce-overhead`) cover forward and backward but leave the loss,
+clipping and the optimiser to the host. Capturing everything makes a step a few copies into static
+buffers and one replay. Measured (docs/speedrun.md, sweep E): it buys nothing for the CIFAR-10
+speedrun once `augment_ahead` is on, because that step is bound by GPU kernel latency, not the
+host; it is for steps that are host-bound.
 
 How (PyTorch's whole-network capture recipe): a few eager steps on a side stream (compilation,
 optimiser state, library workspaces), gradients set to None, then one capture. Backward writes the

@@ -21,8 +21,8 @@ from vitkit.optim import build_optimizer, build_scheduler
 from vitkit.train import distributed as dist_utils
 from vitkit.train.ahead import EpochAugmentation
 from vitkit.train.batches import BatchPlan, PlanSampler
-from vitkit.train.graphed import GraphedStep, check_graph_step
 from vitkit.train.config import TrainConfig
+from vitkit.train.graphed import GraphedStep, check_graph_step
 from vitkit.train.metrics import MetricsLog, plot_curves
 from vitkit.train.state import (latest_checkpoint, load_training_state, rng_state, save_checkpoint,
                                 set_rng_state)
