@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch.nn.attention import SDPBackend
 
+from vitkit.layers import tile_attention
 from vitkit.layers.attention import Attention
 
 BACKENDS = {
@@ -27,7 +28,8 @@ SWITCHES = ("bf16_residual", "patch_matmul", "fp8")
 
 @dataclass
 class SpeedOptions:
-    attention: str = "auto"  # auto | flash | cudnn | efficient | math: the SDPA kernel to pin
+    attention: str = "auto"  # auto | flash | cudnn | efficient | math: the SDPA kernel to pin;
+    # tile: vitkit's one-tile Triton kernel (vitkit.layers.tile_attention) for <= 256 tokens
     bf16_residual: bool = False  # keep the residual stream in bf16 (halves element-wise traffic)
     patch_matmul: bool = False  # non-overlapping patch projection as reshape + one matmul
     fp8: bool = False  # encoder linears as FP8 matmuls with dynamic scaling (torchao; Hopper or newer)
@@ -40,32 +42,52 @@ class SpeedOptions:
         """'cudnn,bf16_residual,patch_matmul' -> options (names of backends or boolean switches)."""
         opts = cls()
         for item in filter(None, (t.strip() for t in text.split(","))):
-            if item in BACKENDS or item == "auto":
+            if item in BACKENDS or item in ("auto", "tile"):
                 opts.attention = item
             elif item in SWITCHES:
                 setattr(opts, item, True)
             else:
-                raise ValueError(f"unknown speed option {item!r}; use {sorted(BACKENDS)}, {', '.join(SWITCHES)}")
+                raise ValueError(f"unknown speed option {item!r}; use {sorted(BACKENDS) + ['tile']}, "
+                                 f"{', '.join(SWITCHES)}")
         return opts
 
 
 def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
     """Apply speed options in place; returns the model."""
-    if options.attention != "auto" and options.attention not in BACKENDS:
+    if options.attention not in ("auto", "tile") and options.attention not in BACKENDS:
         raise ValueError(f"unknown attention backend {options.attention!r}")
     backends = BACKENDS.get(options.attention)
     if not hasattr(model, "patch_embed"):  # a ResNet: no attention, no token stream
         if options.bf16_residual or options.patch_matmul or options.fp8 or options.attention != "auto":
             raise ValueError(f"speed options {options.to_dict()} apply to ViTs only, not to {type(model).__name__}")
         return model
+    if options.attention == "tile":
+        check_tile_attention(model)
     for module in model.modules():
         if isinstance(module, Attention):
             module.sdpa_backends = backends
+            module.tile_kernel = options.attention == "tile"
     model.residual_dtype = torch.bfloat16 if options.bf16_residual else None
     model.patch_embed.as_matmul = options.patch_matmul
     if options.fp8:
         to_fp8(model)
     return model
+
+
+def check_tile_attention(model: torch.nn.Module) -> None:
+    """The one-tile kernel needs Triton and a short sequence; say so before training, not at step 1.
+
+    On a machine without CUDA the model still runs (SDPA is used there), so a run trained with the
+    kernel can be evaluated on a CPU.
+    """
+    if torch.cuda.is_available() and not tile_attention.available():
+        raise ImportError("speed option 'tile' needs Triton (pip install triton)")
+    n_tokens = model.config.num_prefix_tokens + model.grid[0] * model.grid[1]
+    for module in model.modules():
+        if isinstance(module, Attention) and not tile_attention.shape_fits(n_tokens, module.head_dim):
+            raise ValueError(f"speed option 'tile' handles <= {tile_attention.MAX_TOKENS} tokens and head "
+                             f"dimensions {tile_attention.HEAD_DIMS}; this model has {n_tokens} tokens and "
+                             f"head dimension {module.head_dim}: use an SDPA backend (auto, cudnn, flash)")
 
 
 def to_fp8(model: torch.nn.Module) -> torch.nn.Module:

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import sdpa_kernel
 
+from vitkit.layers import tile_attention
+
 
 class Attention(nn.Module):
     """Multi-head self-attention with a fused QKV projection (one matmul instead of three)."""
@@ -24,6 +26,7 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_dropout)
         self.sdpa_backends: list | None = None  # None: let PyTorch choose; see vitkit.speed
+        self.tile_kernel = False  # our one-tile Triton kernel where it applies; see vitkit.speed
 
     def forward(self, x: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, N, D) -> (B, N, D), plus the (B, heads, N, N) attention weights if asked for.
@@ -32,9 +35,13 @@ class Attention(nn.Module):
         materialises it and lets SDPA pick a fused kernel. A test keeps the two equal.
         """
         B, N, D = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
+        qkv = self.qkv(x)  # (B, N, 3 * D), laid out as (B, N, 3, heads, head_dim)
         dropout_p = self.attn_dropout if self.training else 0.0
+        if self.tile_kernel and not need_weights and tile_attention.applies(qkv, self.head_dim, dropout_p):
+            out = tile_attention.tile_attention(qkv, self.num_heads, self.scale)  # (B, N, D), no transposes
+            return self.proj_drop(self.proj(out)), None
+        qkv = qkv.reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
         if need_weights:
             attn = (q * self.scale) @ k.transpose(-2, -1)  # (B, heads, N, N)
             attn = attn.softmax(dim=-1)

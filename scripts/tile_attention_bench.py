@@ -1,0 +1,85 @@
+"""Attention alone, from the fused QKV output to the (B, N, heads * head_dim) input of the output
+projection: vitkit's one-tile Triton kernel (several launch configurations) against every SDPA
+backend with the transposes around it (compiled, as in the model), forward and forward +
+backward, bf16.
+
+    python scripts/tile_attention_bench.py            # the shapes below; one JSON line per measurement
+
+Shapes: the speedrun model (101 tokens, 12 heads of 16) at batch 256, its 6-head variant, the
+CIFAR-scale model of the speed issue (65 tokens, 6 heads of 64) at batch 512, ViT-B/16 at batch 256.
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from vitkit.bench import time_steps
+from vitkit.layers import tile_attention as ta
+
+SHAPES = {  # name: (batch, tokens, heads, head_dim)
+    "speedrun_b256": (256, 101, 12, 16),
+    "speedrun_6heads": (256, 101, 6, 32),
+    "cifar_scale_b512": (512, 65, 6, 64),
+    "b16_b256": (256, 197, 12, 64),
+}
+BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
+            "efficient": SDPBackend.EFFICIENT_ATTENTION}
+
+
+def sdpa_path(backend):
+    def attend(qkv: torch.Tensor, heads: int) -> torch.Tensor:
+        B, N, three_d = qkv.shape
+        q, k, v = qkv.reshape(B, N, 3, heads, three_d // (3 * heads)).permute(2, 0, 3, 1, 4).unbind(0)
+        with sdpa_kernel([backend]):
+            out = F.scaled_dot_product_attention(q, k, v)
+        return out.transpose(1, 2).reshape(B, N, three_d // 3)
+    return attend
+
+
+def measure(fn, qkv: torch.Tensor, heads: int, backward: bool, compile: bool) -> float:
+    compiled = torch.compile(fn) if compile else fn  # compiled: the transposes fused as in the model
+    grad = torch.randn(qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3, device="cuda", dtype=qkv.dtype)
+
+    def step():
+        if backward:
+            qkv.grad = None
+            compiled(qkv, heads).backward(grad)
+        else:
+            with torch.no_grad():
+                compiled(qkv, heads)
+    return time_steps(step, torch.device("cuda"), warmup=5, iters=20, repeats=5)
+
+
+def main() -> None:
+    configs = [(32, 4), (64, 4), (64, 8), (128, 8)]
+    original_launch = ta._launch
+    for shape, (B, N, H, d) in SHAPES.items():
+        qkv = torch.randn(B, N, 3 * H * d, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+        candidates = {f"sdpa_{name}": sdpa_path(b) for name, b in BACKENDS.items()}
+        candidates["tile_default"] = ta.tile_attention
+        for block_m, warps in configs:
+            candidates[f"tile_m{block_m}_w{warps}"] = ta.tile_attention
+        for name, fn in candidates.items():
+            if name.startswith("tile_") and name != "tile_default":
+                block_m, warps = (int(t[1:]) for t in name.split("_")[1:])
+                ta._launch = lambda n, hd, m=block_m, w=warps: (m, max(16, 1 << (n - 1).bit_length()), w)
+            else:
+                ta._launch = original_launch
+            torch._dynamo.reset()
+            row = {"shape": shape, "batch": B, "tokens": N, "heads": H, "head_dim": d, "impl": name}
+            try:
+                sdpa = name.startswith("sdpa")
+                row["fwd_ms"] = measure(fn, qkv, H, backward=False, compile=sdpa)
+                row["fwd_bwd_ms"] = measure(fn, qkv, H, backward=True, compile=sdpa)
+            except Exception as e:  # noqa: BLE001 -- a backend that refuses the shape, a config that does not fit
+                row["error"] = f"{type(e).__name__}: {str(e)[:200]}"
+            print(json.dumps(row), flush=True)
+    ta._launch = original_launch
+
+
+if __name__ == "__main__":
+    main()

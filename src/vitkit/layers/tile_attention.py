@@ -1,0 +1,234 @@
+"""Self-attention for short token sequences: one Triton kernel forward, one backward.
+
+Why our own kernel: small ViTs attend over ~100 tokens with heads of 16-64 dimensions. There the
+general kernels SDPA offers (cuDNN, flash, memory-efficient) tile for long sequences and large head
+dimensions and, around them, the model pays for transposing q, k, v out of the fused QKV projection
+and the output back (measured: attention was 1.72 of 5.42 ms per training step of the CIFAR
+speedrun model at batch 256, docs/benchmarks.md section 7). When all of one head's keys fit in one
+tile, a program can hold them and compute the head whole:
+
+- forward, one program per (query block, image, head): S = q k^T, softmax, O = P v. q, k and v
+  are read straight out of the QKV projection's (B, N, 3, heads, head_dim) output and O is written
+  as (B, N, heads * head_dim), the layout the output projection wants; only the row log-sum-exp is
+  kept for the backward pass (no N x N matrix is stored).
+- backward, one program per (image, head): recomputes P block by block, accumulates dK and dV in
+  registers and writes dQ, dK, dV into one (B, N, 3, heads, head_dim) gradient, which is exactly
+  the QKV projection's output gradient.
+
+Numerics follow flash attention: fp32 scores and softmax, P rounded to the input dtype for P v.
+`tile_attention` is a `torch.library.triton_op`, so `torch.compile` (CUDA graphs included) sees
+through it. Usable for N <= 256 tokens, head_dim in {16, 32, 64, 128}, bf16/fp16 on CUDA, no
+attention dropout: `applies()` says whether a call qualifies; vitkit.layers.attention falls back
+to SDPA otherwise.
+"""
+
+from __future__ import annotations
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # CPU installs without Triton: the SDPA path is used
+    triton = None
+
+MAX_TOKENS = 256
+HEAD_DIMS = (16, 32, 64, 128)
+
+if triton is not None:
+    @triton.jit
+    def _forward_kernel(qkv_ptr, out_ptr, lse_ptr, n_tokens, scale,
+                        HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
+                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+        block = tl.program_id(0)
+        image_head = tl.program_id(1)
+        image = image_head // HEADS
+        head = image_head % HEADS
+        width = HEADS * HEAD_DIM
+        token_stride = 3 * width  # qkv is (B, N, 3, heads, head_dim)
+        rows = block * BLOCK_M + tl.arange(0, BLOCK_M)
+        cols = tl.arange(0, BLOCK_N)
+        dims = tl.arange(0, HEAD_DIM)
+        row_ok = rows < n_tokens
+        col_ok = cols < n_tokens
+
+        base = qkv_ptr + image.to(tl.int64) * n_tokens * token_stride + head * HEAD_DIM
+        q = tl.load(base + rows[:, None] * token_stride + dims[None, :], mask=row_ok[:, None], other=0.0)
+        k = tl.load(base + width + cols[:, None] * token_stride + dims[None, :], mask=col_ok[:, None],
+                    other=0.0)
+        v = tl.load(base + 2 * width + cols[:, None] * token_stride + dims[None, :], mask=col_ok[:, None],
+                    other=0.0)
+
+        s = tl.dot(q, tl.trans(k)) * (scale * 1.4426950408889634)  # (BLOCK_M, BLOCK_N), base-2 logits
+        s = tl.where(col_ok[None, :], s, float("-inf"))
+        row_max = tl.max(s, 1)
+        p = tl.exp2(s - row_max[:, None])
+        row_sum = tl.sum(p, 1)
+        o = tl.dot(p.to(v.dtype), v) / row_sum[:, None]  # (BLOCK_M, HEAD_DIM)
+
+        out = out_ptr + image.to(tl.int64) * n_tokens * width + head * HEAD_DIM
+        tl.store(out + rows[:, None] * width + dims[None, :], o.to(out_ptr.dtype.element_ty),
+                 mask=row_ok[:, None])
+        tl.store(lse_ptr + image_head.to(tl.int64) * n_tokens + rows, row_max + tl.log2(row_sum), mask=row_ok)
+
+    @triton.jit
+    def _backward_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, n_tokens, scale,
+                         HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
+                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+        image_head = tl.program_id(0)
+        image = image_head // HEADS
+        head = image_head % HEADS
+        width = HEADS * HEAD_DIM
+        token_stride = 3 * width
+        cols = tl.arange(0, BLOCK_N)
+        dims = tl.arange(0, HEAD_DIM)
+        col_ok = cols < n_tokens
+
+        offset = image.to(tl.int64) * n_tokens * token_stride + head * HEAD_DIM
+        base = qkv_ptr + offset
+        grad_base = grad_qkv_ptr + offset
+        out_base = image.to(tl.int64) * n_tokens * width + head * HEAD_DIM
+        k = tl.load(base + width + cols[:, None] * token_stride + dims[None, :], mask=col_ok[:, None],
+                    other=0.0)
+        v = tl.load(base + 2 * width + cols[:, None] * token_stride + dims[None, :], mask=col_ok[:, None],
+                    other=0.0)
+        grad_k = tl.zeros((BLOCK_N, HEAD_DIM), dtype=tl.float32)
+        grad_v = tl.zeros((BLOCK_N, HEAD_DIM), dtype=tl.float32)
+
+        for start in range(0, n_tokens, BLOCK_M):
+            rows = start + tl.arange(0, BLOCK_M)
+            row_ok = rows < n_tokens
+            q = tl.load(base + rows[:, None] * token_stride + dims[None, :], mask=row_ok[:, None], other=0.0)
+            o = tl.load(out_ptr + out_base + rows[:, None] * width + dims[None, :], mask=row_ok[:, None],
+                        other=0.0)
+            do = tl.load(grad_out_ptr + out_base + rows[:, None] * width + dims[None, :],
+                         mask=row_ok[:, None], other=0.0)
+            lse = tl.load(lse_ptr + image_head.to(tl.int64) * n_tokens + rows, mask=row_ok, other=0.0)
+
+            s = tl.dot(q, tl.trans(k)) * (scale * 1.4426950408889634)
+            p = tl.exp2(s - lse[:, None])
+            p = tl.where(row_ok[:, None] & col_ok[None, :], p, 0.0)  # (BLOCK_M, BLOCK_N) softmax
+            grad_v += tl.dot(tl.trans(p.to(do.dtype)), do)
+            grad_p = tl.dot(do, tl.trans(v))
+            delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), 1)  # rowsum(dO * O) = rowsum(P * dP)
+            grad_s = p * (grad_p - delta[:, None])
+            grad_q = tl.dot(grad_s.to(k.dtype), k) * scale
+            tl.store(grad_base + rows[:, None] * token_stride + dims[None, :],
+                     grad_q.to(grad_qkv_ptr.dtype.element_ty), mask=row_ok[:, None])
+            grad_k += tl.dot(tl.trans(grad_s.to(q.dtype)), q)
+
+        grad_k = grad_k * scale
+        tl.store(grad_base + width + cols[:, None] * token_stride + dims[None, :],
+                 grad_k.to(grad_qkv_ptr.dtype.element_ty), mask=col_ok[:, None])
+        tl.store(grad_base + 2 * width + cols[:, None] * token_stride + dims[None, :],
+                 grad_v.to(grad_qkv_ptr.dtype.element_ty), mask=col_ok[:, None])
+
+
+def available() -> bool:
+    """True when Triton is importable (the kernels also need a CUDA device, or TRITON_INTERPRET=1)."""
+    return triton is not None
+
+
+def shape_fits(n_tokens: int, head_dim: int) -> bool:
+    """Whether a (tokens, head_dim) attention fits the one-tile kernel."""
+    return n_tokens <= MAX_TOKENS and head_dim in HEAD_DIMS
+
+
+def applies(qkv: torch.Tensor, head_dim: int, dropout_p: float) -> bool:
+    """Whether this call can take the kernel: CUDA, half precision, short sequence, no dropout."""
+    return (triton is not None and qkv.is_cuda and qkv.dtype in (torch.bfloat16, torch.float16)
+            and dropout_p == 0.0 and shape_fits(qkv.shape[1], head_dim))
+
+
+def _launch(n_tokens: int, head_dim: int) -> tuple[int, int, int]:
+    """(BLOCK_M, BLOCK_N, num_warps): all keys in one tile; query blocks sized to keep the
+    (BLOCK_M, BLOCK_N) fp32 score tile within registers."""
+    block_n = max(16, triton.next_power_of_2(n_tokens))
+    block_m = 64 if block_n <= 128 else 32
+    num_warps = 4 if block_n * head_dim <= 128 * 32 else 8
+    return min(block_m, block_n), block_n, num_warps
+
+
+def _check(qkv: torch.Tensor, num_heads: int) -> tuple[int, int, int]:
+    if qkv.ndim != 3 or qkv.shape[2] % (3 * num_heads):
+        raise ValueError(f"tile_attention wants the fused QKV output (B, N, 3 * heads * head_dim), got "
+                         f"{tuple(qkv.shape)} for {num_heads} heads")
+    batch, n_tokens, three_width = qkv.shape
+    head_dim = three_width // (3 * num_heads)
+    if not shape_fits(n_tokens, head_dim):
+        raise ValueError(f"tile_attention handles <= {MAX_TOKENS} tokens and head_dim in {HEAD_DIMS}, "
+                         f"got {n_tokens} tokens of head_dim {head_dim}; use SDPA")
+    return batch, n_tokens, head_dim
+
+
+def _run(kernel, grid, *args, **meta) -> None:
+    """Launch through torch.library.wrap_triton, so compiled graphs can trace the launch, unless the
+    Triton interpreter is on (tests on CPU), whose kernels wrap_triton does not accept."""
+    from torch.library import wrap_triton
+
+    try:
+        launcher = wrap_triton(kernel)
+    except (AssertionError, TypeError, RuntimeError):  # an interpreted kernel
+        launcher = kernel
+    launcher[grid](*args, **meta)
+
+
+def _forward(qkv: torch.Tensor, num_heads: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    batch, n_tokens, head_dim = _check(qkv, num_heads)
+    qkv = qkv.contiguous()
+    out = qkv.new_empty(batch, n_tokens, num_heads * head_dim)
+    lse = torch.empty(batch, num_heads, n_tokens, device=qkv.device, dtype=torch.float32)
+    block_m, block_n, warps = _launch(n_tokens, head_dim)
+    grid = (triton.cdiv(n_tokens, block_m), batch * num_heads)
+    _run(_forward_kernel, grid, qkv, out, lse, n_tokens, scale, HEADS=num_heads, HEAD_DIM=head_dim,
+         BLOCK_M=block_m, BLOCK_N=block_n, num_warps=warps)
+    return out, lse
+
+
+def _backward(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse: torch.Tensor,
+              num_heads: int, scale: float) -> torch.Tensor:
+    batch, n_tokens, head_dim = _check(qkv, num_heads)
+    grad_qkv = torch.empty_like(qkv)
+    block_m, block_n, warps = _launch(n_tokens, head_dim)
+    _run(_backward_kernel, (batch * num_heads,), qkv.contiguous(), out.contiguous(), grad_out.contiguous(),
+         lse, grad_qkv, n_tokens, scale, HEADS=num_heads, HEAD_DIM=head_dim, BLOCK_M=block_m,
+         BLOCK_N=block_n, num_warps=warps)
+    return grad_qkv
+
+
+if triton is not None:
+    from torch.library import triton_op
+
+    @triton_op("vitkit::tile_attention_forward", mutates_args={})
+    def _forward_op(qkv: torch.Tensor, num_heads: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        return _forward(qkv, num_heads, scale)
+
+    @triton_op("vitkit::tile_attention_backward", mutates_args={})
+    def _backward_op(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse: torch.Tensor,
+                     num_heads: int, scale: float) -> torch.Tensor:
+        return _backward(qkv, out, grad_out, lse, num_heads, scale)
+
+    def _setup_context(ctx, inputs, output) -> None:
+        qkv, num_heads, scale = inputs
+        out, lse = output
+        ctx.save_for_backward(qkv, out, lse)
+        ctx.num_heads, ctx.scale = num_heads, scale
+
+    def _grad(ctx, grad_out: torch.Tensor, _grad_lse: torch.Tensor):
+        qkv, out, lse = ctx.saved_tensors
+        return _backward_op(qkv, out, grad_out, lse, ctx.num_heads, ctx.scale), None, None
+
+    _forward_op.register_autograd(_grad, setup_context=_setup_context)
+
+
+def tile_attention(qkv: torch.Tensor, num_heads: int, scale: float | None = None) -> torch.Tensor:
+    """softmax(q k^T * scale) v for every head, from the fused QKV projection's output.
+
+    qkv: (B, N, 3 * heads * head_dim), laid out as (B, N, 3, heads, head_dim) like `Attention.qkv`'s
+    output. Returns (B, N, heads * head_dim). scale defaults to head_dim ** -0.5.
+    """
+    if triton is None:
+        raise RuntimeError("tile_attention needs Triton (pip install triton); use SDPA on this machine")
+    _, _, head_dim = _check(qkv, num_heads)
+    scale = head_dim**-0.5 if scale is None else float(scale)
+    return _forward_op(qkv, num_heads, scale)[0]

@@ -1,0 +1,107 @@
+"""The one-tile Triton attention kernel (vitkit.layers.tile_attention) against PyTorch's SDPA.
+
+On CPU the kernels run under Triton's interpreter (TRITON_INTERPRET=1, which must be set before
+Triton is imported, hence a subprocess); on a GPU they run compiled, in bf16, inside a compiled model.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from vitkit.speed import SpeedOptions, configure
+from vitkit.variants import create_model
+
+needs_triton = pytest.mark.skipif(not __import__("importlib").util.find_spec("triton"), reason="needs triton")
+
+PARITY = textwrap.dedent("""
+    import torch, torch.nn.functional as F
+    from vitkit.layers.attention import Attention
+    from vitkit.layers.tile_attention import tile_attention
+
+    torch.manual_seed(0)
+    # (batch, tokens, heads, head_dim, dtype): odd token counts exercise the padded rows and columns;
+    # 101 tokens x 16 dims is the speedrun's shape, 197 x 32 needs two query blocks of 32 in backward
+    for B, N, H, d, dtype in [(2, 17, 2, 16, torch.float32), (2, 101, 3, 16, torch.float16),
+                              (1, 65, 2, 64, torch.float32), (1, 197, 1, 32, torch.float32)]:
+        qkv = torch.randn(B, N, 3 * H * d, dtype=dtype, requires_grad=True)
+        out = tile_attention(qkv, H)
+        grad = torch.randn_like(out)
+        out.backward(grad)
+        ref_qkv = qkv.detach().double().requires_grad_()
+        q, k, v = ref_qkv.reshape(B, N, 3, H, d).permute(2, 0, 3, 1, 4).unbind(0)
+        ref = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, N, H * d)
+        ref.backward(grad.double())
+        tol = 2e-3 if dtype == torch.float16 else 1e-5
+        assert out.shape == (B, N, H * d) and out.dtype == dtype
+        err_out = (out.double() - ref).abs().max().item()
+        err_grad = (qkv.grad.double() - ref_qkv.grad).abs().max().item()
+        assert err_out < tol and err_grad < 2 * tol, (B, N, H, d, dtype, err_out, err_grad)
+
+    # Inside the module: the kernel on the QKV output + the output projection == Attention's SDPA path
+    attn = Attention(48, num_heads=3).eval()
+    x = torch.randn(2, 50, 48)
+    with torch.no_grad():
+        ref, _ = attn(x)
+        got = attn.proj(tile_attention(attn.qkv(x), 3, attn.scale))
+    assert torch.allclose(got, ref, atol=1e-5), (got - ref).abs().max()
+    print("parity ok")
+""")
+
+
+@needs_triton
+def test_tile_attention_matches_sdpa_forward_and_backward_in_the_triton_interpreter():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    result = subprocess.run([sys.executable, "-c", PARITY], check=False, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "parity ok" in result.stdout
+
+
+def test_tile_option_refuses_sequences_the_kernel_cannot_hold():
+    model = create_model("vit_ti16", img_size=272, depth=1, num_classes=3)  # 17 x 17 + 1 = 290 tokens
+    with pytest.raises(ValueError, match="290 tokens"):
+        configure(model, SpeedOptions.parse("tile"))
+    wide = create_model("vit_ti16", img_size=32, depth=1, num_heads=4, num_classes=3)  # head_dim 48
+    with pytest.raises(ValueError, match="head dimension 48"):
+        configure(wide, SpeedOptions.parse("tile"))
+
+
+def test_tile_option_falls_back_to_sdpa_off_the_gpu():
+    """A run trained with the kernel can be evaluated on a CPU: the model computes the same function."""
+    torch.manual_seed(0)
+    model = create_model("vit_ti16", img_size=32, depth=2, num_classes=3).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+        configure(model, SpeedOptions.parse("tile,bf16_residual"))
+        assert all(b.attn.tile_kernel for b in model.blocks)
+        assert torch.equal(model(x), ref)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the compiled kernel needs a GPU")
+def test_tile_attention_in_a_compiled_bf16_model_matches_sdpa_on_the_gpu():
+    torch.manual_seed(0)
+    # the speedrun's shape: 5x5 patches at stride 3 on 32x32 -> 100 tokens + class token, 12 heads of 16
+    kw = {"img_size": 32, "patch_size": 5, "stride": 3, "embed_dim": 192, "depth": 3, "num_heads": 12,
+          "mlp_dim": 384, "num_classes": 10}
+    ref_model = create_model("vit_ti16", **kw).cuda()
+    tile_model = create_model("vit_ti16", **kw).cuda()
+    tile_model.load_state_dict(ref_model.state_dict())
+    configure(tile_model, SpeedOptions.parse("tile,bf16_residual"))
+    configure(ref_model, SpeedOptions.parse("bf16_residual"))
+    x = torch.randn(64, 3, 32, 32, device="cuda")
+    for model in (ref_model, tile_model):
+        compiled = torch.compile(model)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            compiled(x).float().square().mean().backward()
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        got, ref = tile_model(x).float(), ref_model(x).float()
+    assert (got - ref).norm() / ref.norm() < 1e-2
+    for (name, a), b in zip(ref_model.named_parameters(), tile_model.parameters()):
+        assert (a.grad - b.grad).norm() <= 2e-2 * a.grad.norm() + 1e-6, name
