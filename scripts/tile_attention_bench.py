@@ -3,7 +3,7 @@ projection: vitkit's one-tile Triton kernel (several launch configurations) agai
 backend with the transposes around it (compiled, as in the model), forward and forward +
 backward, bf16.
 
-    python scripts/tile_attention_bench.py            # the shapes below; one JSON line per measurement
+    python scripts/tile_attention_bench.py [SHAPE ...]   # default: all shapes below; one JSON line each
 
 Shapes: the speedrun model (101 tokens, 12 heads of 16) at batch 256, its 6-head variant, the
 CIFAR-scale model of the speed issue (65 tokens, 6 heads of 64) at batch 512, ViT-B/16 at batch 256.
@@ -12,6 +12,7 @@ CIFAR-scale model of the speed issue (65 tokens, 6 heads of 64) at batch 512, Vi
 from __future__ import annotations
 
 import json
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -54,17 +55,19 @@ def measure(fn, qkv: torch.Tensor, heads: int, backward: bool, compile: bool) ->
     return time_steps(step, torch.device("cuda"), warmup=5, iters=20, repeats=5)
 
 
-def main() -> None:
-    configs = [(32, 4), (64, 4), (64, 8), (128, 8)]
+def main(shapes: list[str]) -> None:
+    configs = [(32, 4), (64, 4), (128, 4), (128, 8)]
     original_launch = ta._launch
-    for shape, (B, N, H, d) in SHAPES.items():
+    for shape in shapes:
+        B, N, H, d = SHAPES[shape]
         qkv = torch.randn(B, N, 3 * H * d, device="cuda", dtype=torch.bfloat16, requires_grad=True)
         candidates = {f"sdpa_{name}": sdpa_path(b) for name, b in BACKENDS.items()}
         candidates["tile_default"] = ta.tile_attention
+        candidates["tile_compiled"] = ta.tile_attention  # inside torch.compile, as in the model
         for block_m, warps in configs:
             candidates[f"tile_m{block_m}_w{warps}"] = ta.tile_attention
         for name, fn in candidates.items():
-            if name.startswith("tile_") and name != "tile_default":
+            if name.startswith("tile_m"):
                 block_m, warps = (int(t[1:]) for t in name.split("_")[1:])
                 ta._launch = lambda n, hd, m=block_m, w=warps: (m, max(16, 1 << (n - 1).bit_length()), w)
             else:
@@ -72,7 +75,7 @@ def main() -> None:
             torch._dynamo.reset()
             row = {"shape": shape, "batch": B, "tokens": N, "heads": H, "head_dim": d, "impl": name}
             try:
-                sdpa = name.startswith("sdpa")
+                sdpa = name.startswith("sdpa") or name == "tile_compiled"
                 row["fwd_ms"] = measure(fn, qkv, H, backward=False, compile=sdpa)
                 row["fwd_bwd_ms"] = measure(fn, qkv, H, backward=True, compile=sdpa)
             except Exception as e:  # noqa: BLE001 -- a backend that refuses the shape, a config that does not fit
@@ -82,4 +85,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:] or list(SHAPES))
