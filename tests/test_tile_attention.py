@@ -91,6 +91,7 @@ def test_tile_attention_in_a_compiled_bf16_model_matches_sdpa_on_the_gpu():
     kw = {"img_size": 32, "patch_size": 5, "stride": 3, "embed_dim": 192, "depth": 3, "num_heads": 12,
           "mlp_dim": 384, "num_classes": 10}
     ref_model = create_model("vit_ti16", **kw).cuda()
+    torch.nn.init.normal_(ref_model.head.weight, std=0.2)  # the zero-initialised head would hide everything
     tile_model = create_model("vit_ti16", **kw).cuda()
     tile_model.load_state_dict(ref_model.state_dict())
     configure(tile_model, SpeedOptions.parse("tile,bf16_residual"))
