@@ -89,8 +89,9 @@ def cifar10_speedrun() -> dict[str, Any]:
                                      drop_path=0.1),
                 epochs=1000, time_budget=285.0, batch_size=256, optimizer="adamw", lr=1.4e-3, weight_decay=0.05,
                 warmup_fraction=0.1, schedule="cosine", compile=True, compile_mode="reduce-overhead",
-                speed="bf16_residual", augment_ahead=True, checkpoint_every=5000, eval_every=10**9,
-                augment=dict(crop="pad", pad=4, hflip=True, auto="trivialaugment", label_smoothing=0.1))
+                speed="bf16_residual,tile", augment_ahead=True, checkpoint_every=5000, eval_every=10**9,
+                augment=dict(crop="pad", pad=4, hflip=True, auto="trivialaugment", cutmix=1.0, mix_prob=0.5,
+                             label_smoothing=0.1))
 
 
 def preset_values(name: str) -> dict[str, Any]:
