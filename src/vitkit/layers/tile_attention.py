@@ -37,7 +37,7 @@ HEAD_DIMS = (16, 32, 64, 128)
 
 if triton is not None:
     @triton.jit
-    def _forward_kernel(qkv_ptr, out_ptr, lse_ptr, n_tokens: tl.constexpr, scale,
+    def _tile_attention_forward_kernel(qkv_ptr, out_ptr, lse_ptr, n_tokens: tl.constexpr, scale,
                         HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
         block = tl.program_id(0)
@@ -72,7 +72,7 @@ if triton is not None:
         tl.store(lse_ptr + image_head.to(tl.int64) * n_tokens + rows, row_max + tl.log2(row_sum), mask=row_ok)
 
     @triton.jit
-    def _backward_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, n_tokens: tl.constexpr, scale,
+    def _tile_attention_backward_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, n_tokens: tl.constexpr, scale,
                          HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
                          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
         image_head = tl.program_id(0)
@@ -148,7 +148,7 @@ def _launch(n_tokens: int, head_dim: int) -> tuple[int, int, int]:
     blocks run out of shared memory or spill).
     """
     block_n = max(16, triton.next_power_of_2(n_tokens))
-    return (64, block_n, 4) if block_n <= 128 else (32, block_n, 8)
+    return (min(64, block_n), block_n, 4) if block_n <= 128 else (32, block_n, 8)
 
 
 def _check(qkv: torch.Tensor, num_heads: int) -> tuple[int, int, int]:
@@ -166,23 +166,24 @@ def _check(qkv: torch.Tensor, num_heads: int) -> tuple[int, int, int]:
 def _forward(qkv: torch.Tensor, num_heads: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     batch, n_tokens, head_dim = _check(qkv, num_heads)
     qkv = qkv.contiguous()
-    out = qkv.new_empty(batch, n_tokens, num_heads * head_dim)
+    out = qkv.new_empty(batch, n_tokens, num_heads * head_dim)  # (B, N, heads * head_dim)
     lse = torch.empty(batch, num_heads, n_tokens, device=qkv.device, dtype=torch.float32)
     block_m, block_n, warps = _launch(n_tokens, head_dim)
     grid = (triton.cdiv(n_tokens, block_m), batch * num_heads)
-    _forward_kernel[grid](qkv, out, lse, n_tokens, scale, HEADS=num_heads, HEAD_DIM=head_dim,
-                          BLOCK_M=min(block_m, block_n), BLOCK_N=block_n, num_warps=warps)
+    _tile_attention_forward_kernel[grid](qkv, out, lse, n_tokens, scale, HEADS=num_heads, HEAD_DIM=head_dim,
+                                         BLOCK_M=block_m, BLOCK_N=block_n, num_warps=warps)
     return out, lse
 
 
 def _backward(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse: torch.Tensor,
               num_heads: int, scale: float) -> torch.Tensor:
     batch, n_tokens, head_dim = _check(qkv, num_heads)
-    grad_qkv = torch.empty_like(qkv)
+    qkv, out, grad_out = qkv.contiguous(), out.contiguous(), grad_out.contiguous()
+    grad_qkv = torch.empty_like(qkv)  # (B, N, 3, heads, head_dim), every element written by the kernel
     block_m, block_n, warps = _launch(n_tokens, head_dim)
-    _backward_kernel[(batch * num_heads,)](qkv.contiguous(), out.contiguous(), grad_out.contiguous(), lse,
-                                           grad_qkv, n_tokens, scale, HEADS=num_heads, HEAD_DIM=head_dim,
-                                           BLOCK_M=min(block_m, block_n), BLOCK_N=block_n, num_warps=warps)
+    _tile_attention_backward_kernel[(batch * num_heads,)](
+        qkv, out, grad_out, lse, grad_qkv, n_tokens, scale, HEADS=num_heads, HEAD_DIM=head_dim,
+        BLOCK_M=block_m, BLOCK_N=block_n, num_warps=warps)
     return grad_qkv
 
 
