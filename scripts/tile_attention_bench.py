@@ -69,7 +69,7 @@ def main(shapes: list[str]) -> None:
         for name, fn in candidates.items():
             if name.startswith("tile_m"):
                 block_m, warps = (int(t[1:]) for t in name.split("_")[1:])
-                ta._launch = lambda n, hd, m=block_m, w=warps: (m, max(m, 16, 1 << (n - 1).bit_length()), w)
+                ta._launch = lambda n, hd, m=block_m, w=warps: (m, max(m, original_launch(n, hd)[1]), w)
             else:
                 ta._launch = original_launch
             torch._dynamo.reset()

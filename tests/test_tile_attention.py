@@ -6,6 +6,7 @@ Triton is imported, hence a subprocess); on a GPU they run compiled, in bf16, in
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import torch
 from vitkit.speed import SpeedOptions, configure
 from vitkit.variants import create_model
 
-needs_triton = pytest.mark.skipif(not __import__("importlib").util.find_spec("triton"), reason="needs triton")
+needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton")
 
 PARITY = textwrap.dedent("""
     import torch, torch.nn.functional as F
