@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -17,4 +17,13 @@ case "${1:-b16}" in
   fp8)  # needs torchao (carried as a wheel, see docs/benchmarks.md)
     run --model vit_b16 --img-size 224 --batch 256 --mode train --mode infer --compare timm --compile --speed bf16_residual,patch_matmul --speed bf16_residual,patch_matmul,fp8
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile --speed bf16_residual,patch_matmul,fp8 ;;
+  kernels)  # round 5: GPU tests of the attention kernel and the fused GELU, attention micro-benchmark
+    python3 -m pytest -q tests/test_tile_attention.py tests/test_linear_gelu.py >"$OUT/gpu_test.txt" 2>&1; tail -n 3 "$OUT/gpu_test.txt"
+    python3 scripts/tile_attention_bench.py ${TILE_SHAPES:-} >"$OUT/tile_bench.jsonl" 2>"$OUT/tile_bench.err"; cat "$OUT/tile_bench.jsonl" ;;
+  round5-infer)
+    run --model vit_b16 --img-size 224 --batch 256 --mode infer --compare timm --compile --speed bf16_residual,patch_matmul \
+      --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu,tile ;;
+  round5-train)
+    run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --speed bf16_residual,patch_matmul \
+      --speed bf16_residual,patch_matmul,tile ;;
 esac

@@ -1,5 +1,5 @@
 """Attention alone, from the fused QKV output to the (B, N, heads * head_dim) input of the output
-projection: vitkit's one-tile Triton kernel (several launch configurations) against every SDPA
+projection: vitkit's Triton kernel (several launch configurations) against every SDPA
 backend with the transposes around it (compiled, as in the model), forward and forward +
 backward, bf16.
 
@@ -55,33 +55,42 @@ def measure(fn, qkv: torch.Tensor, heads: int, backward: bool, compile: bool) ->
     return time_steps(step, torch.device("cuda"), warmup=5, iters=20, repeats=5)
 
 
+def candidates_for(tokens: int) -> dict[str, dict]:
+    """Launch overrides to try (fields of tile_attention.Launch), by name."""
+    if tokens <= 128:  # one tile of all keys: query block and warps, both kernels
+        return {f"tile_m{m}_w{w}": {"block_m": m, "warps": w, "backward_block": m, "backward_warps": w}
+                for m, w in [(32, 4), (64, 4), (128, 4), (128, 8)]}
+    forward = {f"tile_fwd_m{m}_n{n}_w{w}": {"block_m": m, "block_n": n, "warps": w}
+               for m, n, w in [(64, 64, 4), (128, 64, 8), (128, 64, 4), (64, 128, 4), (128, 128, 8), (64, 32, 4)]}
+    backward = {f"tile_bwd_b{b}_s{t}_w{w}": {"backward_block": b, "backward_step": t, "backward_warps": w}
+                for b, t, w in [(64, 64, 4), (32, 64, 4), (64, 32, 4), (128, 64, 8), (64, 128, 8), (32, 32, 4),
+                                (128, 32, 8), (64, 64, 8)]}
+    return forward | backward
+
+
 def main(shapes: list[str]) -> None:
-    configs = [(32, 4), (64, 4), (128, 4), (128, 8)]
-    original_launch = ta._launch
+    default_launch = ta.launch
     for shape in shapes:
         B, N, H, d = SHAPES[shape]
         qkv = torch.randn(B, N, 3 * H * d, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-        candidates = {f"sdpa_{name}": sdpa_path(b) for name, b in BACKENDS.items()}
-        candidates["tile_default"] = ta.tile_attention
-        candidates["tile_compiled"] = ta.tile_attention  # inside torch.compile, as in the model
-        for block_m, warps in configs:
-            candidates[f"tile_m{block_m}_w{warps}"] = ta.tile_attention
-        for name, fn in candidates.items():
-            if name.startswith("tile_m"):
-                block_m, warps = (int(t[1:]) for t in name.split("_")[1:])
-                ta._launch = lambda n, hd, m=block_m, w=warps: (m, max(m, original_launch(n, hd)[1]), w)
-            else:
-                ta._launch = original_launch
+        candidates = {f"sdpa_{name}": (sdpa_path(b), {}) for name, b in BACKENDS.items()}
+        candidates["tile_default"] = (ta.tile_attention, {})
+        candidates["tile_compiled"] = (ta.tile_attention, {})  # inside torch.compile, as in the model
+        candidates |= {name: (ta.tile_attention, override) for name, override in candidates_for(N).items()}
+        for name, (fn, override) in candidates.items():
+            ta.launch = lambda n, hd, o=override: default_launch(n, hd)._replace(**o)
             torch._dynamo.reset()
             row = {"shape": shape, "batch": B, "tokens": N, "heads": H, "head_dim": d, "impl": name}
             try:
                 sdpa = name.startswith("sdpa") or name == "tile_compiled"
-                row["fwd_ms"] = measure(fn, qkv, H, backward=False, compile=sdpa)
-                row["fwd_bwd_ms"] = measure(fn, qkv, H, backward=True, compile=sdpa)
+                if "_bwd_" not in name:
+                    row["fwd_ms"] = measure(fn, qkv, H, backward=False, compile=sdpa)
+                if "_fwd_" not in name:
+                    row["fwd_bwd_ms"] = measure(fn, qkv, H, backward=True, compile=sdpa)
             except Exception as e:  # noqa: BLE001 -- a backend that refuses the shape, a config that does not fit
                 row["error"] = f"{type(e).__name__}: {str(e)[:200]}"
             print(json.dumps(row), flush=True)
-    ta._launch = original_launch
+    ta.launch = default_launch
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from torch.nn.attention import SDPBackend
 
 from vitkit.layers import tile_attention
 from vitkit.layers.attention import Attention
+from vitkit.layers.block import Mlp
 
 BACKENDS = {
     "flash": [SDPBackend.FLASH_ATTENTION],
@@ -23,7 +24,7 @@ BACKENDS = {
 }
 
 
-SWITCHES = ("bf16_residual", "patch_matmul", "fp8")
+SWITCHES = ("bf16_residual", "patch_matmul", "fused_gelu", "fp8")
 
 
 @dataclass
@@ -32,6 +33,7 @@ class SpeedOptions:
     # tile: vitkit's one-tile Triton kernel (vitkit.layers.tile_attention) for <= 256 tokens
     bf16_residual: bool = False  # keep the residual stream in bf16 (halves element-wise traffic)
     patch_matmul: bool = False  # non-overlapping patch projection as reshape + one matmul
+    fused_gelu: bool = False  # tanh GELU (the paper's code's form), fused into fc1's matmul for inference
     fp8: bool = False  # encoder linears as FP8 matmuls with dynamic scaling (torchao; Hopper or newer)
 
     def to_dict(self) -> dict:
@@ -58,7 +60,8 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
         raise ValueError(f"unknown attention backend {options.attention!r}")
     backends = BACKENDS.get(options.attention)
     if not hasattr(model, "patch_embed"):  # a ResNet: no attention, no token stream
-        if options.bf16_residual or options.patch_matmul or options.fp8 or options.attention != "auto":
+        if (options.bf16_residual or options.patch_matmul or options.fused_gelu or options.fp8
+                or options.attention != "auto"):
             raise ValueError(f"speed options {options.to_dict()} apply to ViTs only, not to {type(model).__name__}")
         return model
     if options.attention == "tile":
@@ -67,6 +70,8 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
         if isinstance(module, Attention):
             module.sdpa_backends = backends
             module.tile_kernel = options.attention == "tile"
+        elif isinstance(module, Mlp):
+            module.fused_gelu = options.fused_gelu
     model.residual_dtype = torch.bfloat16 if options.bf16_residual else None
     model.patch_embed.as_matmul = options.patch_matmul
     if options.fp8:

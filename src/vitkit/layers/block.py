@@ -6,11 +6,16 @@ import torch
 from torch import nn
 
 from vitkit.layers.attention import Attention
+from vitkit.layers.linear_gelu import linear_gelu
 from vitkit.layers.norm import LayerNorm
 
 
 class Mlp(nn.Module):
-    """Linear -> GELU -> dropout -> Linear -> dropout."""
+    """Linear -> GELU -> dropout -> Linear -> dropout.
+
+    `fused_gelu` (set by vitkit.speed) switches to the tanh form of GELU, fused into fc1's matmul for
+    inference on CUDA (vitkit.layers.linear_gelu says why).
+    """
 
     def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.0) -> None:
         super().__init__()
@@ -18,9 +23,14 @@ class Mlp(nn.Module):
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden_dim, dim)
         self.drop = nn.Dropout(dropout)
+        self.fused_gelu = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        if self.fused_gelu:
+            hidden = linear_gelu(x, self.fc1.weight, self.fc1.bias)
+        else:
+            hidden = self.act(self.fc1(x))
+        return self.drop(self.fc2(self.drop(hidden)))
 
 
 class DropPath(nn.Module):

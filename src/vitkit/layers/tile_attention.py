@@ -24,6 +24,8 @@ to SDPA otherwise.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 try:
@@ -38,8 +40,8 @@ HEAD_DIMS = (16, 32, 64, 128)
 if triton is not None:
     @triton.jit
     def _tile_attention_forward_kernel(qkv_ptr, out_ptr, lse_ptr, n_tokens: tl.constexpr, scale,
-                        HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
-                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+                                       HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
+                                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
         block = tl.program_id(0)
         image_head = tl.program_id(1)
         image = image_head // HEADS
@@ -47,24 +49,32 @@ if triton is not None:
         width = HEADS * HEAD_DIM
         token_stride = 3 * width  # qkv is (B, N, 3, heads, head_dim)
         rows = block * BLOCK_M + tl.arange(0, BLOCK_M)
-        cols = tl.arange(0, BLOCK_N)
         dims = tl.arange(0, HEAD_DIM)
         row_ok = rows < n_tokens
-        col_ok = cols < n_tokens
 
         base = qkv_ptr + image.to(tl.int64) * n_tokens * token_stride + head * HEAD_DIM
         q = tl.load(base + rows[:, None] * token_stride + dims[None, :], mask=row_ok[:, None], other=0.0)
-        k = tl.load(base + width + cols[:, None] * token_stride + dims[None, :], mask=col_ok[:, None],
-                    other=0.0)
-        v = tl.load(base + 2 * width + cols[:, None] * token_stride + dims[None, :], mask=col_ok[:, None],
-                    other=0.0)
-
-        s = tl.dot(q, tl.trans(k)) * (scale * 1.4426950408889634)  # (BLOCK_M, BLOCK_N), base-2 logits
-        s = tl.where(col_ok[None, :], s, float("-inf"))
-        row_max = tl.max(s, 1)
-        p = tl.exp2(s - row_max[:, None])
-        row_sum = tl.sum(p, 1)
-        o = tl.dot(p.to(v.dtype), v) / row_sum[:, None]  # (BLOCK_M, HEAD_DIM)
+        row_max = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
+        row_sum = tl.zeros((BLOCK_M,), dtype=tl.float32)
+        acc = tl.zeros((BLOCK_M, HEAD_DIM), dtype=tl.float32)
+        # Keys in blocks of BLOCK_N with an online softmax; when BLOCK_N covers every key (short
+        # sequences) this is one pass and the rescaling below multiplies by zero once.
+        for start in range(0, n_tokens, BLOCK_N):
+            cols = start + tl.arange(0, BLOCK_N)
+            col_ok = cols < n_tokens
+            k = tl.load(base + width + cols[:, None] * token_stride + dims[None, :], mask=col_ok[:, None],
+                        other=0.0)
+            v = tl.load(base + 2 * width + cols[:, None] * token_stride + dims[None, :],
+                        mask=col_ok[:, None], other=0.0)
+            s = tl.dot(q, tl.trans(k)) * (scale * 1.4426950408889634)  # (BLOCK_M, BLOCK_N), base-2 logits
+            s = tl.where(col_ok[None, :], s, float("-inf"))
+            new_max = tl.maximum(row_max, tl.max(s, 1))
+            rescale = tl.exp2(row_max - new_max)
+            p = tl.exp2(s - new_max[:, None])
+            row_sum = row_sum * rescale + tl.sum(p, 1)
+            acc = acc * rescale[:, None] + tl.dot(p.to(v.dtype), v)
+            row_max = new_max
+        o = acc / row_sum[:, None]  # (BLOCK_M, HEAD_DIM)
 
         out = out_ptr + image.to(tl.int64) * n_tokens * width + head * HEAD_DIM
         tl.store(out + rows[:, None] * width + dims[None, :], o.to(out_ptr.dtype.element_ty),
@@ -123,6 +133,78 @@ if triton is not None:
         tl.store(grad_base + 2 * width + cols[:, None] * token_stride + dims[None, :],
                  grad_v.to(grad_qkv_ptr.dtype.element_ty), mask=col_ok[:, None])
 
+    @triton.jit
+    def _tile_attention_backward_split_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr,
+                                              n_tokens: tl.constexpr, scale,
+                                              HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
+                                              BLOCK: tl.constexpr, STEP: tl.constexpr):
+        """Backward for longer sequences (flash-attention-2 style): program `block` of an (image, head)
+        computes dK and dV of key block `block` looping over query blocks, then dQ of query block
+        `block` looping over key blocks, so no program holds all keys and no dQ is summed atomically."""
+        block = tl.program_id(0)
+        image_head = tl.program_id(1)
+        image = image_head // HEADS
+        head = image_head % HEADS
+        width = HEADS * HEAD_DIM
+        token_stride = 3 * width
+        dims = tl.arange(0, HEAD_DIM)
+        offset = image.to(tl.int64) * n_tokens * token_stride + head * HEAD_DIM
+        base = qkv_ptr + offset
+        grad_base = grad_qkv_ptr + offset
+        out_base = image.to(tl.int64) * n_tokens * width + head * HEAD_DIM
+        lse_base = lse_ptr + image_head.to(tl.int64) * n_tokens
+        log2_scale = scale * 1.4426950408889634
+
+        own = block * BLOCK + tl.arange(0, BLOCK)
+        own_ok = own < n_tokens
+        # dK, dV of the keys in `own`
+        k = tl.load(base + width + own[:, None] * token_stride + dims[None, :], mask=own_ok[:, None], other=0.0)
+        v = tl.load(base + 2 * width + own[:, None] * token_stride + dims[None, :], mask=own_ok[:, None],
+                    other=0.0)
+        grad_k = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
+        grad_v = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
+        for start in range(0, n_tokens, STEP):
+            rows = start + tl.arange(0, STEP)
+            row_ok = rows < n_tokens
+            q = tl.load(base + rows[:, None] * token_stride + dims[None, :], mask=row_ok[:, None], other=0.0)
+            o = tl.load(out_ptr + out_base + rows[:, None] * width + dims[None, :], mask=row_ok[:, None],
+                        other=0.0)
+            do = tl.load(grad_out_ptr + out_base + rows[:, None] * width + dims[None, :],
+                         mask=row_ok[:, None], other=0.0)
+            lse = tl.load(lse_base + rows, mask=row_ok, other=0.0)
+            p = tl.exp2(tl.dot(q, tl.trans(k)) * log2_scale - lse[:, None])
+            p = tl.where(row_ok[:, None] & own_ok[None, :], p, 0.0)  # (STEP, BLOCK)
+            grad_v += tl.dot(tl.trans(p.to(do.dtype)), do)
+            delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), 1)
+            grad_s = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
+            grad_k += tl.dot(tl.trans(grad_s.to(q.dtype)), q)
+        tl.store(grad_base + width + own[:, None] * token_stride + dims[None, :],
+                 (grad_k * scale).to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
+        tl.store(grad_base + 2 * width + own[:, None] * token_stride + dims[None, :],
+                 grad_v.to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
+
+        # dQ of the queries in `own`
+        q = tl.load(base + own[:, None] * token_stride + dims[None, :], mask=own_ok[:, None], other=0.0)
+        o = tl.load(out_ptr + out_base + own[:, None] * width + dims[None, :], mask=own_ok[:, None], other=0.0)
+        do = tl.load(grad_out_ptr + out_base + own[:, None] * width + dims[None, :], mask=own_ok[:, None],
+                     other=0.0)
+        lse = tl.load(lse_base + own, mask=own_ok, other=0.0)
+        delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), 1)
+        grad_q = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
+        for start in range(0, n_tokens, STEP):
+            cols = start + tl.arange(0, STEP)
+            col_ok = cols < n_tokens
+            k = tl.load(base + width + cols[:, None] * token_stride + dims[None, :], mask=col_ok[:, None],
+                        other=0.0)
+            v = tl.load(base + 2 * width + cols[:, None] * token_stride + dims[None, :],
+                        mask=col_ok[:, None], other=0.0)
+            p = tl.exp2(tl.dot(q, tl.trans(k)) * log2_scale - lse[:, None])
+            p = tl.where(own_ok[:, None] & col_ok[None, :], p, 0.0)  # (BLOCK, STEP)
+            grad_s = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
+            grad_q += tl.dot(grad_s.to(k.dtype), k)
+        tl.store(grad_base + own[:, None] * token_stride + dims[None, :],
+                 (grad_q * scale).to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
+
 
 def available() -> bool:
     """True when Triton is importable (the kernels also need a CUDA device, or TRITON_INTERPRET=1)."""
@@ -140,15 +222,30 @@ def applies(qkv: torch.Tensor, head_dim: int, dropout_p: float) -> bool:
             and dropout_p == 0.0 and shape_fits(qkv.shape[1], head_dim))
 
 
-def _launch(n_tokens: int, head_dim: int) -> tuple[int, int, int]:
-    """(BLOCK_M, BLOCK_N, num_warps): all keys in one tile, queries in blocks.
+class Launch(NamedTuple):
+    """Tile sizes and warps of both kernels for one shape."""
 
-    Measured on an H200 (scripts/tile_attention_bench.py): up to 128 keys, query blocks of 64 with 4
-    warps were fastest for head_dim 16, 32 and 64; at 256 keys blocks of 32 with 8 warps (bigger
-    blocks run out of shared memory or spill).
+    block_m: int  # forward: queries per program
+    block_n: int  # forward: keys per step of the online softmax (all of them for short sequences)
+    warps: int
+    split_backward: bool  # False: one program per (image, head) holds every key; True: the split kernel
+    backward_block: int  # one tile: queries per step; split: the program's own key / query block
+    backward_step: int  # one tile: all keys; split: the block it loops over
+    backward_warps: int
+
+
+def launch(n_tokens: int, head_dim: int) -> Launch:
+    """Launch sizes, measured on an H200 (scripts/tile_attention_bench.py).
+
+    Up to 128 keys everything fits one tile: query blocks of 64 with 4 warps were fastest for head_dim
+    16, 32 and 64, and one backward program per (image, head) holding all keys beats splitting. Above
+    128 keys (ViT-B/16's 197) a tile of all keys spills registers, so the forward streams keys in
+    blocks and the backward uses the split kernel.
     """
-    block_n = max(16, triton.next_power_of_2(n_tokens))
-    return (min(64, block_n), block_n, 4) if block_n <= 128 else (32, block_n, 8)
+    keys = max(16, triton.next_power_of_2(n_tokens))
+    if keys <= 128:
+        return Launch(min(64, keys), keys, 4, False, min(64, keys), keys, 4)
+    return Launch(64, 64, 4, True, 64, 64, 4)
 
 
 def _check(qkv: torch.Tensor, num_heads: int) -> tuple[int, int, int]:
@@ -168,10 +265,10 @@ def _forward(qkv: torch.Tensor, num_heads: int, scale: float) -> tuple[torch.Ten
     qkv = qkv.contiguous()
     out = qkv.new_empty(batch, n_tokens, num_heads * head_dim)  # (B, N, heads * head_dim)
     lse = torch.empty(batch, num_heads, n_tokens, device=qkv.device, dtype=torch.float32)
-    block_m, block_n, warps = _launch(n_tokens, head_dim)
-    grid = (triton.cdiv(n_tokens, block_m), batch * num_heads)
+    cfg = launch(n_tokens, head_dim)
+    grid = (triton.cdiv(n_tokens, cfg.block_m), batch * num_heads)
     _tile_attention_forward_kernel[grid](qkv, out, lse, n_tokens, scale, HEADS=num_heads, HEAD_DIM=head_dim,
-                                         BLOCK_M=block_m, BLOCK_N=block_n, num_warps=warps)
+                                         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.warps)
     return out, lse
 
 
@@ -180,10 +277,18 @@ def _backward(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse:
     batch, n_tokens, head_dim = _check(qkv, num_heads)
     qkv, out, grad_out = qkv.contiguous(), out.contiguous(), grad_out.contiguous()
     grad_qkv = torch.empty_like(qkv)  # (B, N, 3, heads, head_dim), every element written by the kernel
-    block_m, block_n, warps = _launch(n_tokens, head_dim)
-    _tile_attention_backward_kernel[(batch * num_heads,)](
-        qkv, out, grad_out, lse, grad_qkv, n_tokens, scale, HEADS=num_heads, HEAD_DIM=head_dim,
-        BLOCK_M=block_m, BLOCK_N=block_n, num_warps=warps)
+    cfg = launch(n_tokens, head_dim)
+    args = (qkv, out, grad_out, lse, grad_qkv, n_tokens, scale)
+    if cfg.split_backward:
+        grid = (triton.cdiv(n_tokens, cfg.backward_block), batch * num_heads)
+        _tile_attention_backward_split_kernel[grid](*args, HEADS=num_heads, HEAD_DIM=head_dim,
+                                                    BLOCK=cfg.backward_block, STEP=cfg.backward_step,
+                                                    num_warps=cfg.backward_warps)
+    else:
+        _tile_attention_backward_kernel[(batch * num_heads,)](*args, HEADS=num_heads, HEAD_DIM=head_dim,
+                                                              BLOCK_M=cfg.backward_block,
+                                                              BLOCK_N=cfg.backward_step,
+                                                              num_warps=cfg.backward_warps)
     return grad_qkv
 
 

@@ -1,0 +1,67 @@
+"""Speed option `fused_gelu`: the tanh GELU, fused into fc1's matmul for inference on CUDA."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vitkit.layers.linear_gelu import linear_gelu
+from vitkit.speed import SpeedOptions, configure
+from vitkit.variants import create_model
+
+
+def test_tanh_gelu_is_within_bf16_rounding_of_the_erf_gelu():
+    x = torch.linspace(-8, 8, 100_001, dtype=torch.float64)
+    gap = (F.gelu(x, approximate="tanh") - F.gelu(x)).abs().max().item()
+    assert 1e-4 < gap < 5e-4  # a different function, but by less than bf16 rounds values near 1 (3.9e-3)
+
+
+def test_linear_gelu_off_the_gpu_is_linear_then_tanh_gelu():
+    torch.manual_seed(0)
+    x, w, b = torch.randn(2, 5, 8), torch.randn(12, 8), torch.randn(12)
+    assert torch.equal(linear_gelu(x, w, b), F.gelu(F.linear(x, w, b), approximate="tanh"))
+    w.requires_grad_()
+    linear_gelu(x, w, b).sum().backward()  # trainable: the unfused path keeps autograd
+    assert w.grad is not None and w.grad.abs().sum() > 0
+
+
+def test_fused_gelu_option_changes_the_model_by_less_than_bf16_rounding_and_trains():
+    torch.manual_seed(0)
+    model = create_model("vit_ti16", img_size=32, depth=2, num_classes=3)
+    torch.nn.init.normal_(model.head.weight, std=0.2)
+    x = torch.randn(4, 3, 32, 32)
+    ref = model(x)
+    configure(model, SpeedOptions.parse("fused_gelu"))
+    assert all(block.mlp.fused_gelu for block in model.blocks)
+    got = model(x)
+    assert not torch.equal(got, ref)  # the switch is on: tanh, not erf
+    assert (got - ref).norm() / ref.norm() < 1e-3
+    got.sum().backward()
+    assert model.blocks[0].mlp.fc1.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the cuBLASLt epilogue needs a GPU")
+def test_fused_epilogue_on_the_gpu_computes_the_tanh_gelu():
+    torch.manual_seed(0)
+    x = torch.randn(300, 64, device="cuda")
+    w, b = torch.randn(256, 64, device="cuda") / 8, torch.randn(256, device="cuda")
+    h = F.linear(x, w, b)
+    with torch.no_grad():
+        fused = linear_gelu(x, w, b)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            low = linear_gelu(x, w, b)
+    assert (fused - F.gelu(h, approximate="tanh")).abs().max() < 1e-4  # fp32: tanh to rounding...
+    assert (fused - F.gelu(h)).abs().max() > 1e-4  # ...and measurably not erf
+    assert low.dtype == torch.bfloat16 and (low.float() - fused).abs().max() < 0.05
+
+    model = create_model("vit_ti16", img_size=32, depth=2, num_classes=3).cuda().eval()
+    torch.nn.init.normal_(model.head.weight, std=0.2)
+    images = torch.randn(8, 3, 32, 32, device="cuda")
+    with torch.no_grad():
+        configure(model, SpeedOptions.parse("fused_gelu"))
+        ref = model(images)  # fp32: still fused (no gradients), so compare with the eager unfused path
+        for block in model.blocks:
+            block.mlp.fused_gelu = False
+            block.mlp.act = torch.nn.GELU(approximate="tanh")
+        assert torch.allclose(model(images), ref, atol=1e-4)
