@@ -25,5 +25,5 @@ case "${1:-b16}" in
       --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu,tile ;;
   round5-train)
     run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --speed bf16_residual,patch_matmul \
-      --speed bf16_residual,patch_matmul,tile ;;
+      --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu,tile ;;
 esac

@@ -183,25 +183,26 @@ if triton is not None:
         tl.store(grad_base + 2 * width + own[:, None] * token_stride + dims[None, :],
                  grad_v.to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
 
-        # dQ of the queries in `own`
-        q = tl.load(base + own[:, None] * token_stride + dims[None, :], mask=own_ok[:, None], other=0.0)
-        o = tl.load(out_ptr + out_base + own[:, None] * width + dims[None, :], mask=own_ok[:, None], other=0.0)
-        do = tl.load(grad_out_ptr + out_base + own[:, None] * width + dims[None, :], mask=own_ok[:, None],
-                     other=0.0)
-        lse = tl.load(lse_base + own, mask=own_ok, other=0.0)
-        delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), 1)
+        # dQ of the queries in `own` (new names: Triton loops may not change a variable's shape)
+        q_own = tl.load(base + own[:, None] * token_stride + dims[None, :], mask=own_ok[:, None], other=0.0)
+        o_own = tl.load(out_ptr + out_base + own[:, None] * width + dims[None, :], mask=own_ok[:, None],
+                        other=0.0)
+        do_own = tl.load(grad_out_ptr + out_base + own[:, None] * width + dims[None, :], mask=own_ok[:, None],
+                         other=0.0)
+        lse_own = tl.load(lse_base + own, mask=own_ok, other=0.0)
+        delta_own = tl.sum(do_own.to(tl.float32) * o_own.to(tl.float32), 1)
         grad_q = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
         for start in range(0, n_tokens, STEP):
             cols = start + tl.arange(0, STEP)
             col_ok = cols < n_tokens
-            k = tl.load(base + width + cols[:, None] * token_stride + dims[None, :], mask=col_ok[:, None],
-                        other=0.0)
-            v = tl.load(base + 2 * width + cols[:, None] * token_stride + dims[None, :],
-                        mask=col_ok[:, None], other=0.0)
-            p = tl.exp2(tl.dot(q, tl.trans(k)) * log2_scale - lse[:, None])
-            p = tl.where(own_ok[:, None] & col_ok[None, :], p, 0.0)  # (BLOCK, STEP)
-            grad_s = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
-            grad_q += tl.dot(grad_s.to(k.dtype), k)
+            k_step = tl.load(base + width + cols[:, None] * token_stride + dims[None, :], mask=col_ok[:, None],
+                             other=0.0)
+            v_step = tl.load(base + 2 * width + cols[:, None] * token_stride + dims[None, :],
+                             mask=col_ok[:, None], other=0.0)
+            p_own = tl.exp2(tl.dot(q_own, tl.trans(k_step)) * log2_scale - lse_own[:, None])
+            p_own = tl.where(own_ok[:, None] & col_ok[None, :], p_own, 0.0)  # (BLOCK, STEP)
+            grad_s_own = p_own * (tl.dot(do_own, tl.trans(v_step)) - delta_own[:, None])
+            grad_q += tl.dot(grad_s_own.to(k_step.dtype), k_step)
         tl.store(grad_base + own[:, None] * token_stride + dims[None, :],
                  (grad_q * scale).to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
 
