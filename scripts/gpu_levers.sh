@@ -26,4 +26,7 @@ case "${1:-b16}" in
   round5-train)
     run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --speed bf16_residual,patch_matmul \
       --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu,tile ;;
+  round5-small)
+    run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile \
+      --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile ;;
 esac

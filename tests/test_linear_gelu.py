@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vitkit.layers.linear_gelu import linear_gelu
+from vitkit.layers.linear_gelu import gelu_tanh, linear_gelu
 from vitkit.speed import SpeedOptions, configure
 from vitkit.variants import create_model
 
@@ -17,10 +17,20 @@ def test_tanh_gelu_is_within_bf16_rounding_of_the_erf_gelu():
     assert 1e-4 < gap < 5e-4  # a different function, but by less than bf16 rounds values near 1 (3.9e-3)
 
 
+def test_gelu_tanh_is_pytorchs_tanh_gelu_in_every_dtype():
+    x = torch.linspace(-10, 10, 10_001)
+    assert torch.allclose(gelu_tanh(x), F.gelu(x, approximate="tanh"), atol=2e-6)
+    low = x.bfloat16()
+    assert gelu_tanh(low).dtype == torch.bfloat16
+    ref = F.gelu(low.float(), approximate="tanh").bfloat16()
+    # within one bf16 step (and 1e-6 far left, where 1 + tanh(u) rounds to 0 but the sigmoid does not)
+    assert torch.allclose(gelu_tanh(low).float(), ref.float(), rtol=2**-8, atol=1e-6)
+
+
 def test_linear_gelu_off_the_gpu_is_linear_then_tanh_gelu():
     torch.manual_seed(0)
     x, w, b = torch.randn(2, 5, 8), torch.randn(12, 8), torch.randn(12)
-    assert torch.equal(linear_gelu(x, w, b), F.gelu(F.linear(x, w, b), approximate="tanh"))
+    assert torch.allclose(linear_gelu(x, w, b), F.gelu(F.linear(x, w, b), approximate="tanh"), atol=2e-6)
     w.requires_grad_()
     linear_gelu(x, w, b).sum().backward()  # trainable: the unfused path keeps autograd
     assert w.grad is not None and w.grad.abs().sum() > 0

@@ -25,13 +25,9 @@ PARITY = textwrap.dedent("""
     from vitkit.layers.attention import Attention
     from vitkit.layers.tile_attention import tile_attention
 
-    torch.manual_seed(0)
-    # (batch, tokens, heads, head_dim, dtype): odd token counts exercise the padded rows and columns;
-    # 101 tokens x 16 dims is the speedrun's shape; 197 tokens (ViT-B/16's) take the streamed forward
-    # and the split backward
-    for B, N, H, d, dtype in [(2, 17, 2, 16, torch.float32), (2, 101, 3, 16, torch.float16),
-                              (1, 65, 2, 64, torch.float32), (1, 197, 1, 32, torch.float32),
-                              (1, 197, 2, 64, torch.float16)]:
+    from vitkit.layers import tile_attention as ta
+
+    def check(B, N, H, d, dtype):
         qkv = torch.randn(B, N, 3 * H * d, dtype=dtype, requires_grad=True)
         out = tile_attention(qkv, H)
         grad = torch.randn_like(out)
@@ -44,7 +40,22 @@ PARITY = textwrap.dedent("""
         assert out.shape == (B, N, H * d) and out.dtype == dtype
         err_out = (out.double() - ref).abs().max().item()
         err_grad = (qkv.grad.double() - ref_qkv.grad).abs().max().item()
-        assert err_out < tol and err_grad < 2 * tol, (B, N, H, d, dtype, err_out, err_grad)
+        assert err_out < tol and err_grad < 2 * tol, (B, N, H, d, dtype, ta.launch(N, d), err_out, err_grad)
+
+    torch.manual_seed(0)
+    # (batch, tokens, heads, head_dim, dtype): odd token counts exercise the padded rows and columns;
+    # 101 tokens x 16 dims is the speedrun's shape; 197 tokens (ViT-B/16's) take the streamed forward
+    # and the split backward
+    for shape in [(2, 17, 2, 16, torch.float32), (2, 101, 3, 16, torch.float16), (1, 65, 2, 64, torch.float32),
+                  (1, 197, 1, 32, torch.float32), (1, 197, 2, 64, torch.float16)]:
+        check(*shape)
+    # other launch sizes of the long-sequence path: the delta pass, unequal blocks, other key blocks
+    default = ta.launch
+    for override in [{"backward_delta_pass": True}, {"backward_block": 32, "backward_step": 64},
+                     {"backward_block": 64, "backward_step": 32, "block_m": 32, "block_n": 128}]:
+        ta.launch = lambda n, d, o=override: default(n, d)._replace(**o)
+        check(2, 150, 2, 32, torch.float32)
+    ta.launch = default
 
     # Inside the module: the kernel on the QKV output + the output projection == Attention's SDPA path
     attn = Attention(48, num_heads=3).eval()

@@ -13,14 +13,26 @@ activations), so the switch computes the tanh form on every path, fused or not, 
 function on GPU and CPU, in training and inference.
 
 Only inference is fused: the backward pass needs the pre-activation, which the epilogue does not
-keep, so with gradients on the layer is a plain matmul plus a tanh GELU (Inductor fuses the bias and
-GELU into one kernel there, as before).
+keep, so with gradients on the layer is a plain matmul plus `gelu_tanh`, which Inductor fuses with the
+bias into one element-wise kernel. `gelu_tanh` writes 0.5 (1 + tanh(u)) as sigmoid(2u): the same
+function, but compiled the sigmoid is one fast exponential where tanh is a longer libdevice routine,
+and the element-wise GELU kernels are partly compute-bound (measured in docs/benchmarks.md section 9).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
+
+_TWO_SQRT_2_OVER_PI = 2 * math.sqrt(2 / math.pi)
+
+
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """The tanh-approximate GELU, x sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3)), computed in fp32."""
+    h = x.float()
+    return (h * torch.sigmoid(_TWO_SQRT_2_OVER_PI * (h + 0.044715 * h * h * h))).to(x.dtype)
 
 
 def _fusable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
@@ -35,7 +47,7 @@ def linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     Under autocast the fused call runs in the autocast dtype, like `F.linear` would.
     """
     if not _fusable(x, weight, bias):
-        return F.gelu(F.linear(x, weight, bias), approximate="tanh")
+        return gelu_tanh(F.linear(x, weight, bias))
     dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else x.dtype
     rows = x.reshape(-1, x.shape[-1]).to(dtype)
     out = torch._addmm_activation(bias.to(dtype), rows, weight.to(dtype).t(), use_gelu=True)

@@ -134,10 +134,11 @@ if triton is not None:
                  grad_v.to(grad_qkv_ptr.dtype.element_ty), mask=col_ok[:, None])
 
     @triton.jit
-    def _tile_attention_backward_split_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr,
+    def _tile_attention_backward_split_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, delta_ptr,
                                               n_tokens: tl.constexpr, scale,
                                               HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                              BLOCK: tl.constexpr, STEP: tl.constexpr):
+                                              BLOCK: tl.constexpr, STEP: tl.constexpr,
+                                              DELTA_GIVEN: tl.constexpr):
         """Backward for longer sequences (flash-attention-2 style): program `block` of an (image, head)
         computes dK and dV of key block `block` looping over query blocks, then dQ of query block
         `block` looping over key blocks, so no program holds all keys and no dQ is summed atomically."""
@@ -153,6 +154,7 @@ if triton is not None:
         grad_base = grad_qkv_ptr + offset
         out_base = image.to(tl.int64) * n_tokens * width + head * HEAD_DIM
         lse_base = lse_ptr + image_head.to(tl.int64) * n_tokens
+        delta_base = delta_ptr + image_head.to(tl.int64) * n_tokens
         log2_scale = scale * 1.4426950408889634
 
         own = block * BLOCK + tl.arange(0, BLOCK)
@@ -167,15 +169,18 @@ if triton is not None:
             rows = start + tl.arange(0, STEP)
             row_ok = rows < n_tokens
             q = tl.load(base + rows[:, None] * token_stride + dims[None, :], mask=row_ok[:, None], other=0.0)
-            o = tl.load(out_ptr + out_base + rows[:, None] * width + dims[None, :], mask=row_ok[:, None],
-                        other=0.0)
             do = tl.load(grad_out_ptr + out_base + rows[:, None] * width + dims[None, :],
                          mask=row_ok[:, None], other=0.0)
             lse = tl.load(lse_base + rows, mask=row_ok, other=0.0)
             p = tl.exp2(tl.dot(q, tl.trans(k)) * log2_scale - lse[:, None])
             p = tl.where(row_ok[:, None] & own_ok[None, :], p, 0.0)  # (STEP, BLOCK)
             grad_v += tl.dot(tl.trans(p.to(do.dtype)), do)
-            delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), 1)
+            if DELTA_GIVEN:
+                delta = tl.load(delta_base + rows, mask=row_ok, other=0.0)
+            else:
+                o = tl.load(out_ptr + out_base + rows[:, None] * width + dims[None, :], mask=row_ok[:, None],
+                            other=0.0)
+                delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), 1)
             grad_s = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
             grad_k += tl.dot(tl.trans(grad_s.to(q.dtype)), q)
         tl.store(grad_base + width + own[:, None] * token_stride + dims[None, :],
@@ -185,12 +190,15 @@ if triton is not None:
 
         # dQ of the queries in `own` (new names: Triton loops may not change a variable's shape)
         q_own = tl.load(base + own[:, None] * token_stride + dims[None, :], mask=own_ok[:, None], other=0.0)
-        o_own = tl.load(out_ptr + out_base + own[:, None] * width + dims[None, :], mask=own_ok[:, None],
-                        other=0.0)
         do_own = tl.load(grad_out_ptr + out_base + own[:, None] * width + dims[None, :], mask=own_ok[:, None],
                          other=0.0)
         lse_own = tl.load(lse_base + own, mask=own_ok, other=0.0)
-        delta_own = tl.sum(do_own.to(tl.float32) * o_own.to(tl.float32), 1)
+        if DELTA_GIVEN:
+            delta_own = tl.load(delta_base + own, mask=own_ok, other=0.0)
+        else:
+            o_own = tl.load(out_ptr + out_base + own[:, None] * width + dims[None, :], mask=own_ok[:, None],
+                            other=0.0)
+            delta_own = tl.sum(do_own.to(tl.float32) * o_own.to(tl.float32), 1)
         grad_q = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
         for start in range(0, n_tokens, STEP):
             cols = start + tl.arange(0, STEP)
@@ -205,6 +213,23 @@ if triton is not None:
             grad_q += tl.dot(grad_s_own.to(k_step.dtype), k_step)
         tl.store(grad_base + own[:, None] * token_stride + dims[None, :],
                  (grad_q * scale).to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
+
+
+if triton is not None:
+    @triton.jit
+    def _tile_attention_delta_kernel(out_ptr, grad_out_ptr, delta_ptr, n_rows, HEADS: tl.constexpr,
+                                     HEAD_DIM: tl.constexpr, n_tokens: tl.constexpr, ROWS: tl.constexpr):
+        """delta = rowsum(dO * O) per (image, token, head), written as (B, heads, N) like the lse."""
+        rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)  # rows of (B * N * heads, head_dim)
+        ok = rows < n_rows
+        dims = tl.arange(0, HEAD_DIM)
+        at = rows.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
+        o = tl.load(out_ptr + at, mask=ok[:, None], other=0.0).to(tl.float32)
+        do = tl.load(grad_out_ptr + at, mask=ok[:, None], other=0.0).to(tl.float32)
+        head = rows % HEADS
+        token = (rows // HEADS) % n_tokens
+        image = rows // (HEADS * n_tokens)
+        tl.store(delta_ptr + (image.to(tl.int64) * HEADS + head) * n_tokens + token, tl.sum(o * do, 1), mask=ok)
 
 
 def available() -> bool:
@@ -233,6 +258,9 @@ class Launch(NamedTuple):
     backward_block: int  # one tile: queries per step; split: the program's own key / query block
     backward_step: int  # one tile: all keys; split: the block it loops over
     backward_warps: int
+    backward_delta_pass: bool = False  # split: rowsum(dO * O) by a small kernel first, not in the loop
+    forward_stages: int | None = None  # software-pipelining depth (None: Triton's default)
+    backward_stages: int | None = None
 
 
 def launch(n_tokens: int, head_dim: int) -> Launch:
@@ -246,7 +274,7 @@ def launch(n_tokens: int, head_dim: int) -> Launch:
     keys = max(16, triton.next_power_of_2(n_tokens))
     if keys <= 128:
         return Launch(min(64, keys), keys, 4, False, min(64, keys), keys, 4)
-    return Launch(64, 64, 4, True, 64, 64, 4)
+    return Launch(64, 32, 4, True, 64, 64, 4)
 
 
 def _check(qkv: torch.Tensor, num_heads: int) -> tuple[int, int, int]:
@@ -268,8 +296,9 @@ def _forward(qkv: torch.Tensor, num_heads: int, scale: float) -> tuple[torch.Ten
     lse = torch.empty(batch, num_heads, n_tokens, device=qkv.device, dtype=torch.float32)
     cfg = launch(n_tokens, head_dim)
     grid = (triton.cdiv(n_tokens, cfg.block_m), batch * num_heads)
+    stages = {} if cfg.forward_stages is None else {"num_stages": cfg.forward_stages}
     _tile_attention_forward_kernel[grid](qkv, out, lse, n_tokens, scale, HEADS=num_heads, HEAD_DIM=head_dim,
-                                         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.warps)
+                                         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.warps, **stages)
     return out, lse
 
 
@@ -279,17 +308,26 @@ def _backward(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse:
     qkv, out, grad_out = qkv.contiguous(), out.contiguous(), grad_out.contiguous()
     grad_qkv = torch.empty_like(qkv)  # (B, N, 3, heads, head_dim), every element written by the kernel
     cfg = launch(n_tokens, head_dim)
-    args = (qkv, out, grad_out, lse, grad_qkv, n_tokens, scale)
+    stages = {} if cfg.backward_stages is None else {"num_stages": cfg.backward_stages}
     if cfg.split_backward:
+        delta = lse  # a placeholder pointer unless the delta pass runs
+        if cfg.backward_delta_pass:
+            delta = torch.empty_like(lse)
+            n_rows, rows = batch * n_tokens * num_heads, 64
+            _tile_attention_delta_kernel[(triton.cdiv(n_rows, rows),)](
+                out, grad_out, delta, n_rows, HEADS=num_heads, HEAD_DIM=head_dim, n_tokens=n_tokens, ROWS=rows)
         grid = (triton.cdiv(n_tokens, cfg.backward_block), batch * num_heads)
-        _tile_attention_backward_split_kernel[grid](*args, HEADS=num_heads, HEAD_DIM=head_dim,
+        _tile_attention_backward_split_kernel[grid](qkv, out, grad_out, lse, grad_qkv, delta, n_tokens, scale,
+                                                    HEADS=num_heads, HEAD_DIM=head_dim,
                                                     BLOCK=cfg.backward_block, STEP=cfg.backward_step,
-                                                    num_warps=cfg.backward_warps)
+                                                    DELTA_GIVEN=cfg.backward_delta_pass,
+                                                    num_warps=cfg.backward_warps, **stages)
     else:
-        _tile_attention_backward_kernel[(batch * num_heads,)](*args, HEADS=num_heads, HEAD_DIM=head_dim,
+        _tile_attention_backward_kernel[(batch * num_heads,)](qkv, out, grad_out, lse, grad_qkv, n_tokens, scale,
+                                                              HEADS=num_heads, HEAD_DIM=head_dim,
                                                               BLOCK_M=cfg.backward_block,
                                                               BLOCK_N=cfg.backward_step,
-                                                              num_warps=cfg.backward_warps)
+                                                              num_warps=cfg.backward_warps, **stages)
     return grad_qkv
 
 
