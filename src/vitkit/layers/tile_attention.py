@@ -268,13 +268,15 @@ def launch(n_tokens: int, head_dim: int) -> Launch:
 
     Up to 128 keys everything fits one tile: query blocks of 64 with 4 warps were fastest for head_dim
     16, 32 and 64, and one backward program per (image, head) holding all keys beats splitting. Above
-    128 keys (ViT-B/16's 197) a tile of all keys spills registers, so the forward streams keys in
-    blocks and the backward uses the split kernel.
+    128 keys (ViT-B/16's 197) a tile of all keys spills registers (forward 458 us vs cuDNN's 175 for
+    one B/16 layer at batch 256), so the forward streams keys in blocks of 32 (179 us) and the
+    backward uses the split kernel with blocks of 64 and the delta pass (fwd + bwd 785 us, cuDNN
+    with its transposes 887; docs/benchmarks.md section 9).
     """
     keys = max(16, triton.next_power_of_2(n_tokens))
     if keys <= 128:
         return Launch(min(64, keys), keys, 4, False, min(64, keys), keys, 4)
-    return Launch(64, 32, 4, True, 64, 64, 4)
+    return Launch(64, 32, 4, True, 64, 64, 4, backward_delta_pass=True)
 
 
 def _check(qkv: torch.Tensor, num_heads: int) -> tuple[int, int, int]:
