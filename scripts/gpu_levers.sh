@@ -31,6 +31,11 @@ case "${1:-b16}" in
       --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile
     run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --compile-mode reduce-overhead \
       --speed bf16_residual,patch_matmul,fused_gelu,tile ;;
+  round5-train2)  # after the bias + GELU kernel: B/16 and CIFAR-scale training
+    run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --speed bf16_residual,patch_matmul \
+      --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile
+    run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile \
+      --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu,tile ;;
   round5-small)
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile \
       --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile ;;
