@@ -12,12 +12,11 @@ transformers use the erf form. The two differ by less than 5e-4 (below bf16's ro
 activations), so the switch computes the tanh form on every path, fused or not, and a model keeps one
 function on GPU and CPU, in training and inference.
 
-The epilogue serves inference only: the backward pass needs the pre-activation, which it does not
-keep. With gradients on a CUDA device, fc1 runs without its bias and vitkit.layers.bias_gelu adds
-bias and GELU in one Triton kernel, whose backward also sums the bias gradient. Elsewhere (CPU) it is
-a plain linear layer and `gelu_tanh`. `gelu_tanh` and the kernels write 0.5 (1 + tanh(u)) as
-sigmoid(2u): the same function, but the sigmoid is one fast exponential where tanh is a longer
-routine, and these element-wise kernels are partly compute-bound (docs/benchmarks.md section 9).
+Only inference is fused: the backward pass needs the pre-activation, which the epilogue does not
+keep, so with gradients on the layer is a plain matmul plus `gelu_tanh`, which Inductor fuses with the
+bias into one element-wise kernel. `gelu_tanh` writes 0.5 (1 + tanh(u)) as sigmoid(2u): the same
+function, but compiled the sigmoid is one fast exponential where tanh is a longer libdevice routine,
+and the element-wise GELU kernels are partly compute-bound (measured in docs/benchmarks.md section 9).
 """
 
 from __future__ import annotations
@@ -26,8 +25,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-
-from vitkit.layers import bias_gelu
 
 _TWO_SQRT_2_OVER_PI = 2 * math.sqrt(2 / math.pi)
 
@@ -50,9 +47,6 @@ def linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     Under autocast the fused call runs in the autocast dtype, like `F.linear` would.
     """
     if not _fusable(x, weight, bias):
-        if x.is_cuda and bias is not None and bias_gelu.available():
-            h = F.linear(x, weight)  # the bias is added by the kernel, which also sums its gradient
-            return bias_gelu.bias_gelu(h.reshape(-1, h.shape[-1]), bias).reshape(h.shape)
         return gelu_tanh(F.linear(x, weight, bias))
     dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else x.dtype
     rows = x.reshape(-1, x.shape[-1]).to(dtype)
