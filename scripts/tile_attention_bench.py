@@ -60,9 +60,11 @@ def candidates_for(tokens: int) -> dict[str, dict]:
     if tokens <= 128:  # one tile of all keys: query block and warps, both kernels
         return {f"tile_m{m}_w{w}": {"block_m": m, "warps": w, "backward_block": m, "backward_warps": w}
                 for m, w in [(32, 4), (64, 4), (128, 4), (128, 8)]}
-    forward = {f"tile_fwd_m{m}_n{n}_w{w}_s{st}": {"block_m": m, "block_n": n, "warps": w, "forward_stages": st}
-               for m, n, w, st in [(64, 32, 4, 1), (64, 32, 4, 2), (64, 32, 4, 3), (64, 32, 4, 4), (64, 64, 4, 2),
-                                   (64, 64, 4, 4), (32, 32, 4, 3), (128, 32, 4, 3), (128, 32, 8, 2)]}
+    forward = {f"tile_fwd_m{m}_n{n}_w{w}_s{st}":
+               {"block_m": m, "block_n": n, "warps": w, "forward_stages": st}
+               for m, n, w, st in [(64, 32, 4, 1), (64, 32, 4, 2), (64, 32, 4, 3), (64, 32, 4, 4),
+                                   (64, 64, 4, 2), (64, 64, 4, 4), (32, 32, 4, 3), (128, 32, 4, 3),
+                                   (128, 32, 8, 2)]}
     backward = {f"tile_bwd_b{b}_s{t}_w{w}_st{st}{'_delta' if pre else ''}":
                 {"backward_block": b, "backward_step": t, "backward_warps": w, "backward_stages": st,
                  "backward_delta_pass": pre}

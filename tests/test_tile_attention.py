@@ -46,8 +46,9 @@ PARITY = textwrap.dedent("""
     # (batch, tokens, heads, head_dim, dtype): odd token counts exercise the padded rows and columns;
     # 101 tokens x 16 dims is the speedrun's shape; 197 tokens (ViT-B/16's) take the streamed forward
     # and the split backward
-    for shape in [(2, 17, 2, 16, torch.float32), (2, 101, 3, 16, torch.float16), (1, 65, 2, 64, torch.float32),
-                  (1, 197, 1, 32, torch.float32), (1, 197, 2, 64, torch.float16)]:
+    for shape in [(2, 17, 2, 16, torch.float32), (2, 101, 3, 16, torch.float16),
+                  (1, 65, 2, 64, torch.float32), (1, 197, 1, 32, torch.float32),
+                  (1, 197, 2, 64, torch.float16)]:
         check(*shape)
     # other launch sizes of the long-sequence path: the delta pass, unequal blocks, other key blocks
     default = ta.launch

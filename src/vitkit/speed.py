@@ -1,8 +1,10 @@
-"""Speed switches that do not change the function a model computes (up to bf16 rounding).
+"""Speed switches that do not change the function a model computes beyond bf16 rounding.
 
 `configure(model, ...)` sets them on a built model; each was measured side by side with timm
 (docs/benchmarks.md says what each bought). All default to off, so a model built by
-`create_model` computes exactly what timm and transformers compute.
+`create_model` computes exactly what timm and transformers compute. Two change it by more than
+float rounding, each with its own check: `fused_gelu` uses the tanh form of GELU (the paper's JAX
+code's; within 4.7e-4 of the erf form), and `fp8` rounds matmul inputs to 8 bits.
 """
 
 from __future__ import annotations

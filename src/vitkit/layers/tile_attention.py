@@ -1,4 +1,4 @@
-"""Self-attention for short token sequences: one Triton kernel forward, one backward.
+"""Self-attention for short token sequences (<= 256 tokens): our own Triton kernels, both directions.
 
 Why our own kernel: small ViTs attend over ~100 tokens with heads of 16-64 dimensions. There the
 general kernels SDPA offers (cuDNN, flash, memory-efficient) tile for long sequences and large head
@@ -14,6 +14,11 @@ tile, a program can hold them and compute the head whole:
 - backward, one program per (image, head): recomputes P block by block, accumulates dK and dV in
   registers and writes dQ, dK, dV into one (B, N, 3, heads, head_dim) gradient, which is exactly
   the QKV projection's output gradient.
+
+Above 128 tokens (ViT-B/16's 197) one tile of all keys spills registers, so the forward streams the
+keys in blocks with an online softmax, and the backward splits (flash-attention-2 style): program j
+of an (image, head) computes dK, dV of key block j over all queries, then dQ of query block j over all
+keys, after a small kernel has computed rowsum(dO * O) once.
 
 Numerics follow flash attention: fp32 scores and softmax, P rounded to the input dtype for P v.
 `tile_attention` is a custom op with a registered backward, so it runs inside `torch.compile`d
@@ -82,7 +87,8 @@ if triton is not None:
         tl.store(lse_ptr + image_head.to(tl.int64) * n_tokens + rows, row_max + tl.log2(row_sum), mask=row_ok)
 
     @triton.jit
-    def _tile_attention_backward_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, n_tokens: tl.constexpr, scale,
+    def _tile_attention_backward_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr,
+                                        n_tokens: tl.constexpr, scale,
                          HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
                          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
         image_head = tl.program_id(0)
@@ -134,7 +140,8 @@ if triton is not None:
                  grad_v.to(grad_qkv_ptr.dtype.element_ty), mask=col_ok[:, None])
 
     @triton.jit
-    def _tile_attention_backward_split_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, delta_ptr,
+    def _tile_attention_backward_split_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr,
+                                              delta_ptr,
                                               n_tokens: tl.constexpr, scale,
                                               HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
                                               BLOCK: tl.constexpr, STEP: tl.constexpr,
@@ -160,7 +167,8 @@ if triton is not None:
         own = block * BLOCK + tl.arange(0, BLOCK)
         own_ok = own < n_tokens
         # dK, dV of the keys in `own`
-        k = tl.load(base + width + own[:, None] * token_stride + dims[None, :], mask=own_ok[:, None], other=0.0)
+        k = tl.load(base + width + own[:, None] * token_stride + dims[None, :], mask=own_ok[:, None],
+                    other=0.0)
         v = tl.load(base + 2 * width + own[:, None] * token_stride + dims[None, :], mask=own_ok[:, None],
                     other=0.0)
         grad_k = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
@@ -203,8 +211,8 @@ if triton is not None:
         for start in range(0, n_tokens, STEP):
             cols = start + tl.arange(0, STEP)
             col_ok = cols < n_tokens
-            k_step = tl.load(base + width + cols[:, None] * token_stride + dims[None, :], mask=col_ok[:, None],
-                             other=0.0)
+            k_step = tl.load(base + width + cols[:, None] * token_stride + dims[None, :],
+                             mask=col_ok[:, None], other=0.0)
             v_step = tl.load(base + 2 * width + cols[:, None] * token_stride + dims[None, :],
                              mask=col_ok[:, None], other=0.0)
             p_own = tl.exp2(tl.dot(q_own, tl.trans(k_step)) * log2_scale - lse_own[:, None])
@@ -229,7 +237,8 @@ if triton is not None:
         head = rows % HEADS
         token = (rows // HEADS) % n_tokens
         image = rows // (HEADS * n_tokens)
-        tl.store(delta_ptr + (image.to(tl.int64) * HEADS + head) * n_tokens + token, tl.sum(o * do, 1), mask=ok)
+        tl.store(delta_ptr + (image.to(tl.int64) * HEADS + head) * n_tokens + token, tl.sum(o * do, 1),
+                 mask=ok)
 
 
 def available() -> bool:
@@ -300,7 +309,8 @@ def _forward(qkv: torch.Tensor, num_heads: int, scale: float) -> tuple[torch.Ten
     grid = (triton.cdiv(n_tokens, cfg.block_m), batch * num_heads)
     stages = {} if cfg.forward_stages is None else {"num_stages": cfg.forward_stages}
     _tile_attention_forward_kernel[grid](qkv, out, lse, n_tokens, scale, HEADS=num_heads, HEAD_DIM=head_dim,
-                                         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.warps, **stages)
+                                         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.warps,
+                                         **stages)
     return out, lse
 
 
@@ -317,7 +327,8 @@ def _backward(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse:
             delta = torch.empty_like(lse)
             n_rows, rows = batch * n_tokens * num_heads, 64
             _tile_attention_delta_kernel[(triton.cdiv(n_rows, rows),)](
-                out, grad_out, delta, n_rows, HEADS=num_heads, HEAD_DIM=head_dim, n_tokens=n_tokens, ROWS=rows)
+                out, grad_out, delta, n_rows, HEADS=num_heads, HEAD_DIM=head_dim, n_tokens=n_tokens,
+                ROWS=rows)
         grid = (triton.cdiv(n_tokens, cfg.backward_block), batch * num_heads)
         _tile_attention_backward_split_kernel[grid](qkv, out, grad_out, lse, grad_qkv, delta, n_tokens, scale,
                                                     HEADS=num_heads, HEAD_DIM=head_dim,
@@ -325,8 +336,8 @@ def _backward(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse:
                                                     DELTA_GIVEN=cfg.backward_delta_pass,
                                                     num_warps=cfg.backward_warps, **stages)
     else:
-        _tile_attention_backward_kernel[(batch * num_heads,)](qkv, out, grad_out, lse, grad_qkv, n_tokens, scale,
-                                                              HEADS=num_heads, HEAD_DIM=head_dim,
+        _tile_attention_backward_kernel[(batch * num_heads,)](qkv, out, grad_out, lse, grad_qkv, n_tokens,
+                                                              scale, HEADS=num_heads, HEAD_DIM=head_dim,
                                                               BLOCK_M=cfg.backward_block,
                                                               BLOCK_N=cfg.backward_step,
                                                               num_warps=cfg.backward_warps, **stages)
