@@ -76,6 +76,22 @@ def test_export_to_hugging_face_round_trips(tmp_path):
         assert torch.allclose(hf.eval()(pixel_values=x).logits, ours(x), atol=1e-5)
 
 
+@pytest.mark.parametrize("act", ["gelu_pytorch_tanh", "gelu_new"])
+def test_tanh_gelu_models_import_and_export_with_their_gelu(tmp_path, act):
+    hf = hf_classifier(**HF_SHAPES[0], hidden_act=act)
+    hf.save_pretrained(tmp_path / "hf")
+    ours = vitkit.load_model(tmp_path / "hf").eval()
+    assert ours.config.gelu == "tanh"
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), hf(pixel_values=x).logits, atol=1e-5)
+    save_hf_dir(ours, tmp_path / "export")
+    back = transformers.ViTForImageClassification.from_pretrained(tmp_path / "export").eval()
+    assert back.config.hidden_act == "gelu_pytorch_tanh"
+    with torch.no_grad():
+        assert torch.allclose(back(pixel_values=x).logits, ours(x), atol=1e-5)
+
+
 def test_import_at_new_resolution_matches_hf_interpolation_and_head_reset(tmp_path):
     hf = hf_classifier(**HF_SHAPES[0])
     hf.save_pretrained(tmp_path / "hf")

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import vitkit
 from vitkit.layers.linear_gelu import gelu_tanh, linear_gelu
 from vitkit.speed import SpeedOptions, configure
 from vitkit.variants import create_model
@@ -42,13 +43,34 @@ def test_fused_gelu_option_changes_the_model_by_less_than_bf16_rounding_and_trai
     torch.nn.init.normal_(model.head.weight, std=0.2)
     x = torch.randn(4, 3, 32, 32)
     ref = model(x)
+    config = model.config
     configure(model, SpeedOptions.parse("fused_gelu"))
-    assert all(block.mlp.fused_gelu for block in model.blocks)
+    assert all(block.mlp.tanh_gelu for block in model.blocks)
+    assert model.config.gelu == "tanh" and config.gelu == "erf"  # recorded on a copy, not a shared config
     got = model(x)
     assert not torch.equal(got, ref)  # the switch is on: tanh, not erf
     assert (got - ref).norm() / ref.norm() < 1e-3
     got.sum().backward()
     assert model.blocks[0].mlp.fc1.weight.grad.abs().sum() > 0
+
+
+def test_a_checkpoint_trained_with_fused_gelu_evaluates_with_the_tanh_gelu(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("vit_ti16", img_size=32, depth=2, num_classes=3)
+    torch.nn.init.normal_(model.head.weight, std=0.2)
+    configure(model, SpeedOptions.parse("fused_gelu"))
+    model.save(tmp_path / "model")
+    back = vitkit.load_model(tmp_path / "model").eval()
+    assert back.config.gelu == "tanh" and all(block.mlp.tanh_gelu for block in back.blocks)
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(back(x), model.eval()(x))
+    built = create_model("vit_ti16", img_size=32, depth=2, num_classes=3, gelu="tanh")
+    assert all(block.mlp.tanh_gelu for block in built.blocks)
+
+
+def test_unknown_gelu_form_is_a_clear_error():
+    with pytest.raises(ValueError, match="gelu must be 'erf' or 'tanh'"):
+        create_model("vit_ti16", img_size=32, depth=1, num_classes=3, gelu="relu")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the cuBLASLt epilogue needs a GPU")
@@ -72,8 +94,7 @@ def test_fused_epilogue_on_the_gpu_computes_the_tanh_gelu():
         configure(model, SpeedOptions.parse("fused_gelu"))
         ref = model(images)  # fp32: still fused (no gradients), so compare with the eager unfused path
         for block in model.blocks:
-            block.mlp.fused_gelu = False
-            block.mlp.act = torch.nn.GELU(approximate="tanh")
+            block.mlp.tanh_gelu = False  # act is nn.GELU(approximate="tanh") now
         assert torch.allclose(model(images), ref, atol=1e-4)
 
 

@@ -86,6 +86,9 @@ class ViTConfig(SerialisedConfig):
     qkv_bias: bool = True
     dynamic_img_size: bool = False
     pos_interp: Literal["bicubic", "bilinear"] = "bicubic"
+    # GELU's form: "erf" (timm, transformers) or "tanh", the approximation the paper's JAX code uses;
+    # tanh lets inference fuse GELU into fc1's matmul (speed option fused_gelu, vitkit.layers.linear_gelu)
+    gelu: Literal["erf", "tanh"] = "erf"
     # Hybrid (paper section 3.1): a ResNet trunk whose feature map is the token grid (patch_size 1).
     backbone: BackboneConfig | None = None
     name: str = field(default="custom", compare=False)
@@ -131,6 +134,8 @@ class ViTConfig(SerialisedConfig):
             raise ValueError(f"{len(self.class_names)} class_names for {self.num_classes} classes")
         if self.pos_interp not in ("bicubic", "bilinear"):
             raise ValueError(f"pos_interp must be 'bicubic' or 'bilinear', got {self.pos_interp!r}")
+        if self.gelu not in ("erf", "tanh"):
+            raise ValueError(f"gelu must be 'erf' or 'tanh', got {self.gelu!r}")
 
     @property
     def head_dim(self) -> int:

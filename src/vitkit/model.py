@@ -48,7 +48,7 @@ class VisionTransformer(nn.Module):
         drop_rates = [c.drop_path * i / max(c.depth - 1, 1) for i in range(c.depth)]  # linear in depth
         self.blocks = nn.ModuleList(
             Block(c.embed_dim, c.num_heads, c.mlp_dim, qkv_bias=c.qkv_bias, dropout=c.dropout,
-                  attn_dropout=c.attn_dropout, drop_path=rate, norm_eps=c.norm_eps)
+                  attn_dropout=c.attn_dropout, drop_path=rate, norm_eps=c.norm_eps, gelu=c.gelu)
             for rate in drop_rates
         )
         self.norm = LayerNorm(c.embed_dim, eps=c.norm_eps)

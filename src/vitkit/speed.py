@@ -3,8 +3,9 @@
 `configure(model, ...)` sets them on a built model; each was measured side by side with timm
 (docs/benchmarks.md says what each bought). All default to off, so a model built by
 `create_model` computes exactly what timm and transformers compute. Two change it by more than
-float rounding, each with its own check: `fused_gelu` uses the tanh form of GELU (the paper's JAX
-code's; within 4.7e-4 of the erf form), and `fp8` rounds matmul inputs to 8 bits.
+float rounding, each with its own check: `fused_gelu` switches the model to the tanh form of GELU
+(the paper's JAX code's, within 4.7e-4 of the erf form; recorded as `config.gelu`, so a checkpoint
+evaluates with the function it was trained with), and `fp8` rounds matmul inputs to 8 bits.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class SpeedOptions:
     # tile: vitkit's one-tile Triton kernel (vitkit.layers.tile_attention) for <= 256 tokens
     bf16_residual: bool = False  # keep the residual stream in bf16 (halves element-wise traffic)
     patch_matmul: bool = False  # non-overlapping patch projection as reshape + one matmul
-    fused_gelu: bool = False  # tanh GELU (the paper's code's form), fused into fc1's matmul for inference
+    fused_gelu: bool = False  # GELU's tanh form (the paper's code's; config.gelu), fused into fc1 for inference
     fp8: bool = False  # encoder linears as FP8 matmuls with dynamic scaling (torchao; Hopper or newer)
 
     def to_dict(self) -> dict:
@@ -72,8 +73,10 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
         if isinstance(module, Attention):
             module.sdpa_backends = backends
             module.tile_kernel = options.attention == "tile"
-        elif isinstance(module, Mlp):
-            module.fused_gelu = options.fused_gelu
+        elif isinstance(module, Mlp) and options.fused_gelu:
+            module.use_tanh_gelu()
+    if options.fused_gelu:  # part of the function: checkpoints record it, so evaluation computes the same
+        model.config = model.config.replace(gelu="tanh")  # a copy: the config may be shared with other models
     model.residual_dtype = torch.bfloat16 if options.bf16_residual else None
     model.patch_embed.as_matmul = options.patch_matmul
     if options.fp8:

@@ -99,11 +99,16 @@ def convert_hf_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Te
     return out, dropped
 
 
+# transformers' names of the GELU forms vitkit computes (gelu_new and gelu_pytorch_tanh are both the tanh form)
+HF_GELU = {"gelu": "erf", "gelu_pytorch_tanh": "tanh", "gelu_new": "tanh"}
+
+
 def config_from_hf(hf: dict[str, Any], state: dict[str, torch.Tensor]) -> ViTConfig:
     """vitkit config equivalent to a Hugging Face ViTConfig dict."""
     act = hf.get("hidden_act", "gelu")
-    if act != "gelu":
-        raise CheckpointError(f"Hugging Face ViT with hidden_act={act!r} is not supported (only exact 'gelu')")
+    if act not in HF_GELU:
+        raise CheckpointError(f"Hugging Face ViT with hidden_act={act!r} is not supported "
+                              f"(only {', '.join(repr(a) for a in HF_GELU)})")
     pooler = state.get("pre_logits.fc.weight")
     if pooler is not None and hf.get("pooler_act", "tanh") != "tanh":
         raise CheckpointError(f"pooler_act={hf.get('pooler_act')!r} is not supported (only 'tanh')")
@@ -129,6 +134,7 @@ def config_from_hf(hf: dict[str, Any], state: dict[str, torch.Tensor]) -> ViTCon
         attn_dropout=hf.get("attention_probs_dropout_prob", 0.0),
         norm_eps=hf.get("layer_norm_eps", 1e-12),
         qkv_bias=hf.get("qkv_bias", True),
+        gelu=HF_GELU[act],
         name="hf-vit",
     )
 
@@ -269,7 +275,8 @@ def to_hf_config(config: ViTConfig) -> dict[str, Any]:
         "model_type": "vit", "architectures": ["ViTForImageClassification"],
         "hidden_size": config.embed_dim, "num_hidden_layers": config.depth,
         "num_attention_heads": config.num_heads, "intermediate_size": config.mlp_dim,
-        "hidden_act": "gelu", "hidden_dropout_prob": config.dropout,
+        "hidden_act": "gelu" if config.gelu == "erf" else "gelu_pytorch_tanh",
+        "hidden_dropout_prob": config.dropout,
         "attention_probs_dropout_prob": config.attn_dropout, "layer_norm_eps": config.norm_eps,
         "image_size": config.img_size[0], "patch_size": config.patch_size,
         "num_channels": config.in_chans, "qkv_bias": config.qkv_bias,

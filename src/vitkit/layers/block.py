@@ -13,20 +13,26 @@ from vitkit.layers.norm import LayerNorm
 class Mlp(nn.Module):
     """Linear -> GELU -> dropout -> Linear -> dropout.
 
-    `fused_gelu` (set by vitkit.speed) switches to the tanh form of GELU, fused into fc1's matmul for
-    inference on CUDA (vitkit.layers.linear_gelu says why).
+    gelu="tanh" (or `use_tanh_gelu()`, which the speed option fused_gelu calls) computes GELU's tanh
+    form, fused into fc1's matmul for inference on CUDA (vitkit.layers.linear_gelu says why).
     """
 
-    def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.0) -> None:
+    def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.0, gelu: str = "erf") -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden_dim)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden_dim, dim)
         self.drop = nn.Dropout(dropout)
-        self.fused_gelu = False
+        self.tanh_gelu = False
+        if gelu == "tanh":
+            self.use_tanh_gelu()
+
+    def use_tanh_gelu(self) -> None:
+        self.tanh_gelu = True
+        self.act = nn.GELU(approximate="tanh")  # says what forward computes; linear_gelu computes it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused_gelu:
+        if self.tanh_gelu:
             hidden = linear_gelu(x, self.fc1.weight, self.fc1.bias)
         else:
             hidden = self.act(self.fc1(x))
@@ -56,14 +62,14 @@ class Block(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, mlp_dim: int, *, qkv_bias: bool = True,
                  dropout: float = 0.0, attn_dropout: float = 0.0, drop_path: float = 0.0,
-                 norm_eps: float = 1e-6) -> None:
+                 norm_eps: float = 1e-6, gelu: str = "erf") -> None:
         super().__init__()
         self.norm1 = LayerNorm(dim, eps=norm_eps)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_dropout=attn_dropout,
                               proj_dropout=dropout)
         self.drop_path1 = DropPath(drop_path)
         self.norm2 = LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(dim, mlp_dim, dropout=dropout)
+        self.mlp = Mlp(dim, mlp_dim, dropout=dropout, gelu=gelu)
         self.drop_path2 = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
