@@ -87,6 +87,6 @@ def import_npz(arrays: dict[str, np.ndarray]) -> Imported:
         embed_dim=width, depth=depth, num_heads=heads,
         mlp_dim=state["blocks.0.mlp.fc1.weight"].shape[0], pool="cls" if has_cls else "gap",
         representation_size=state["pre_logits.fc.weight"].shape[0] if "pre_logits.fc.weight" in state else None,
-        norm_eps=1e-6, name="jax-vit",
+        norm_eps=1e-6, gelu="tanh", name="jax-vit",  # the JAX code's nn.gelu is the tanh form
     )
     return Imported(config, state, "jax-npz")
