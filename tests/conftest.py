@@ -23,3 +23,30 @@ def randomize(model: torch.nn.Module) -> torch.nn.Module:
         for p in model.parameters():
             p.normal_(0, 0.2)
     return model
+
+
+def compiled_bf16_twins(speed: str, adjust_reference=None, **shape):
+    """Two copies of one random model on the GPU, the reference with `bf16_residual` only and the other
+    with `speed` too, each run once through a compiled bf16 forward and backward. Returns (reference,
+    other), their gradients filled, for GPU tests of speed switches."""
+    from vitkit.speed import SpeedOptions, configure
+    from vitkit.variants import create_model
+
+    reference = create_model("vit_ti16", **shape).cuda()
+    torch.nn.init.normal_(reference.head.weight, std=0.2)  # the zero-initialised head would hide everything
+    if adjust_reference is not None:
+        adjust_reference(reference)
+    other = create_model("vit_ti16", **shape).cuda()
+    other.load_state_dict(reference.state_dict())
+    configure(other, SpeedOptions.parse(f"{speed},bf16_residual"))
+    configure(reference, SpeedOptions.parse("bf16_residual"))
+    x = torch.randn(64, 3, *reference.config.img_size, device="cuda")
+    for model in (reference, other):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            torch.compile(model)(x).float().square().mean().backward()
+    return reference, other
+
+
+def assert_gradients_close(reference: torch.nn.Module, other: torch.nn.Module, tol: float = 2e-2) -> None:
+    for (name, a), b in zip(reference.named_parameters(), other.parameters()):
+        assert (a.grad - b.grad).norm() <= tol * a.grad.norm() + 1e-6, name
