@@ -71,10 +71,7 @@ def candidates_for(tokens: int) -> dict[str, dict]:
                 for b, t, w, st, pre in [(64, 64, 4, 3, False), (64, 64, 4, 3, True), (64, 64, 4, 1, True),
                                          (64, 64, 4, 2, True), (64, 64, 4, 4, True), (128, 32, 8, 2, True),
                                          (64, 32, 4, 2, True), (128, 64, 8, 1, True), (128, 64, 8, 2, True)]}
-    # dQ in its own launch after dK, dV (blocks 64 x 64, 4 warps): its block, step and warps
-    separate_dq = {f"tile_bwd_dq_b{b}_s{t}_w{w}": {"dq_block": b, "dq_step": t, "dq_warps": w}
-                   for b, t, w in [(64, 64, 4), (128, 64, 8), (128, 32, 8), (128, 64, 4), (64, 32, 4), (128, 128, 8)]}
-    return forward | backward | separate_dq
+    return forward | backward
 
 
 def main(shapes: list[str]) -> None:

@@ -145,11 +145,10 @@ if triton is not None:
                                               n_tokens: tl.constexpr, scale,
                                               HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
                                               BLOCK: tl.constexpr, STEP: tl.constexpr,
-                                              DELTA_GIVEN: tl.constexpr, DKDV: tl.constexpr, DQ: tl.constexpr):
+                                              DELTA_GIVEN: tl.constexpr):
         """Backward for longer sequences (flash-attention-2 style): program `block` of an (image, head)
-        computes dK and dV of key block `block` looping over query blocks (DKDV), then dQ of query block
-        `block` looping over key blocks (DQ), so no program holds all keys and no dQ is summed
-        atomically. The two parts can also run as two launches with their own block sizes."""
+        computes dK and dV of key block `block` looping over query blocks, then dQ of query block
+        `block` looping over key blocks, so no program holds all keys and no dQ is summed atomically."""
         block = tl.program_id(0)
         image_head = tl.program_id(1)
         image = image_head // HEADS
@@ -167,61 +166,61 @@ if triton is not None:
 
         own = block * BLOCK + tl.arange(0, BLOCK)
         own_ok = own < n_tokens
-        if DKDV:  # dK, dV of the keys in `own`
-            k = tl.load(base + width + own[:, None] * token_stride + dims[None, :], mask=own_ok[:, None],
-                        other=0.0)
-            v = tl.load(base + 2 * width + own[:, None] * token_stride + dims[None, :], mask=own_ok[:, None],
-                        other=0.0)
-            grad_k = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
-            grad_v = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
-            for start in range(0, n_tokens, STEP):
-                rows = start + tl.arange(0, STEP)
-                row_ok = rows < n_tokens
-                q = tl.load(base + rows[:, None] * token_stride + dims[None, :], mask=row_ok[:, None], other=0.0)
-                do = tl.load(grad_out_ptr + out_base + rows[:, None] * width + dims[None, :],
-                             mask=row_ok[:, None], other=0.0)
-                lse = tl.load(lse_base + rows, mask=row_ok, other=0.0)
-                p = tl.exp2(tl.dot(q, tl.trans(k)) * log2_scale - lse[:, None])
-                p = tl.where(row_ok[:, None] & own_ok[None, :], p, 0.0)  # (STEP, BLOCK)
-                grad_v += tl.dot(tl.trans(p.to(do.dtype)), do)
-                if DELTA_GIVEN:
-                    delta = tl.load(delta_base + rows, mask=row_ok, other=0.0)
-                else:
-                    o = tl.load(out_ptr + out_base + rows[:, None] * width + dims[None, :], mask=row_ok[:, None],
-                                other=0.0)
-                    delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), 1)
-                grad_s = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
-                grad_k += tl.dot(tl.trans(grad_s.to(q.dtype)), q)
-            tl.store(grad_base + width + own[:, None] * token_stride + dims[None, :],
-                     (grad_k * scale).to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
-            tl.store(grad_base + 2 * width + own[:, None] * token_stride + dims[None, :],
-                     grad_v.to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
-
-        if DQ:  # dQ of the queries in `own` (new names: Triton loops may not change a variable's shape)
-            q_own = tl.load(base + own[:, None] * token_stride + dims[None, :], mask=own_ok[:, None], other=0.0)
-            do_own = tl.load(grad_out_ptr + out_base + own[:, None] * width + dims[None, :], mask=own_ok[:, None],
-                             other=0.0)
-            lse_own = tl.load(lse_base + own, mask=own_ok, other=0.0)
+        # dK, dV of the keys in `own`
+        k = tl.load(base + width + own[:, None] * token_stride + dims[None, :], mask=own_ok[:, None],
+                    other=0.0)
+        v = tl.load(base + 2 * width + own[:, None] * token_stride + dims[None, :], mask=own_ok[:, None],
+                    other=0.0)
+        grad_k = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
+        grad_v = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
+        for start in range(0, n_tokens, STEP):
+            rows = start + tl.arange(0, STEP)
+            row_ok = rows < n_tokens
+            q = tl.load(base + rows[:, None] * token_stride + dims[None, :], mask=row_ok[:, None], other=0.0)
+            do = tl.load(grad_out_ptr + out_base + rows[:, None] * width + dims[None, :],
+                         mask=row_ok[:, None], other=0.0)
+            lse = tl.load(lse_base + rows, mask=row_ok, other=0.0)
+            p = tl.exp2(tl.dot(q, tl.trans(k)) * log2_scale - lse[:, None])
+            p = tl.where(row_ok[:, None] & own_ok[None, :], p, 0.0)  # (STEP, BLOCK)
+            grad_v += tl.dot(tl.trans(p.to(do.dtype)), do)
             if DELTA_GIVEN:
-                delta_own = tl.load(delta_base + own, mask=own_ok, other=0.0)
+                delta = tl.load(delta_base + rows, mask=row_ok, other=0.0)
             else:
-                o_own = tl.load(out_ptr + out_base + own[:, None] * width + dims[None, :], mask=own_ok[:, None],
-                                other=0.0)
-                delta_own = tl.sum(do_own.to(tl.float32) * o_own.to(tl.float32), 1)
-            grad_q = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
-            for start in range(0, n_tokens, STEP):
-                cols = start + tl.arange(0, STEP)
-                col_ok = cols < n_tokens
-                k_step = tl.load(base + width + cols[:, None] * token_stride + dims[None, :],
-                                 mask=col_ok[:, None], other=0.0)
-                v_step = tl.load(base + 2 * width + cols[:, None] * token_stride + dims[None, :],
-                                 mask=col_ok[:, None], other=0.0)
-                p_own = tl.exp2(tl.dot(q_own, tl.trans(k_step)) * log2_scale - lse_own[:, None])
-                p_own = tl.where(own_ok[:, None] & col_ok[None, :], p_own, 0.0)  # (BLOCK, STEP)
-                grad_s_own = p_own * (tl.dot(do_own, tl.trans(v_step)) - delta_own[:, None])
-                grad_q += tl.dot(grad_s_own.to(k_step.dtype), k_step)
-            tl.store(grad_base + own[:, None] * token_stride + dims[None, :],
-                     (grad_q * scale).to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
+                o = tl.load(out_ptr + out_base + rows[:, None] * width + dims[None, :], mask=row_ok[:, None],
+                            other=0.0)
+                delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), 1)
+            grad_s = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
+            grad_k += tl.dot(tl.trans(grad_s.to(q.dtype)), q)
+        tl.store(grad_base + width + own[:, None] * token_stride + dims[None, :],
+                 (grad_k * scale).to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
+        tl.store(grad_base + 2 * width + own[:, None] * token_stride + dims[None, :],
+                 grad_v.to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
+
+        # dQ of the queries in `own` (new names: Triton loops may not change a variable's shape)
+        q_own = tl.load(base + own[:, None] * token_stride + dims[None, :], mask=own_ok[:, None], other=0.0)
+        do_own = tl.load(grad_out_ptr + out_base + own[:, None] * width + dims[None, :], mask=own_ok[:, None],
+                         other=0.0)
+        lse_own = tl.load(lse_base + own, mask=own_ok, other=0.0)
+        if DELTA_GIVEN:
+            delta_own = tl.load(delta_base + own, mask=own_ok, other=0.0)
+        else:
+            o_own = tl.load(out_ptr + out_base + own[:, None] * width + dims[None, :], mask=own_ok[:, None],
+                            other=0.0)
+            delta_own = tl.sum(do_own.to(tl.float32) * o_own.to(tl.float32), 1)
+        grad_q = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
+        for start in range(0, n_tokens, STEP):
+            cols = start + tl.arange(0, STEP)
+            col_ok = cols < n_tokens
+            k_step = tl.load(base + width + cols[:, None] * token_stride + dims[None, :],
+                             mask=col_ok[:, None], other=0.0)
+            v_step = tl.load(base + 2 * width + cols[:, None] * token_stride + dims[None, :],
+                             mask=col_ok[:, None], other=0.0)
+            p_own = tl.exp2(tl.dot(q_own, tl.trans(k_step)) * log2_scale - lse_own[:, None])
+            p_own = tl.where(own_ok[:, None] & col_ok[None, :], p_own, 0.0)  # (BLOCK, STEP)
+            grad_s_own = p_own * (tl.dot(do_own, tl.trans(v_step)) - delta_own[:, None])
+            grad_q += tl.dot(grad_s_own.to(k_step.dtype), k_step)
+        tl.store(grad_base + own[:, None] * token_stride + dims[None, :],
+                 (grad_q * scale).to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
 
 
 if triton is not None:
@@ -271,9 +270,6 @@ class Launch(NamedTuple):
     backward_delta_pass: bool = False  # split: rowsum(dO * O) by a small kernel first, not in the loop
     forward_stages: int | None = None  # software-pipelining depth (None: Triton's default)
     backward_stages: int | None = None
-    dq_block: int | None = None  # split: dQ in its own launch with these sizes (None: same launch as dK, dV)
-    dq_step: int | None = None
-    dq_warps: int | None = None
 
 
 def launch(n_tokens: int, head_dim: int) -> Launch:
@@ -333,19 +329,12 @@ def _backward(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse:
             _tile_attention_delta_kernel[(triton.cdiv(n_rows, rows),)](
                 out, grad_out, delta, n_rows, HEADS=num_heads, HEAD_DIM=head_dim, n_tokens=n_tokens,
                 ROWS=rows)
-        args = (qkv, out, grad_out, lse, grad_qkv, delta, n_tokens, scale)
-        together = cfg.dq_block is None
         grid = (triton.cdiv(n_tokens, cfg.backward_block), batch * num_heads)
-        _tile_attention_backward_split_kernel[grid](*args, HEADS=num_heads, HEAD_DIM=head_dim,
+        _tile_attention_backward_split_kernel[grid](qkv, out, grad_out, lse, grad_qkv, delta, n_tokens, scale,
+                                                    HEADS=num_heads, HEAD_DIM=head_dim,
                                                     BLOCK=cfg.backward_block, STEP=cfg.backward_step,
-                                                    DELTA_GIVEN=cfg.backward_delta_pass, DKDV=True, DQ=together,
+                                                    DELTA_GIVEN=cfg.backward_delta_pass,
                                                     num_warps=cfg.backward_warps, **stages)
-        if not together:
-            grid = (triton.cdiv(n_tokens, cfg.dq_block), batch * num_heads)
-            _tile_attention_backward_split_kernel[grid](*args, HEADS=num_heads, HEAD_DIM=head_dim,
-                                                        BLOCK=cfg.dq_block, STEP=cfg.dq_step,
-                                                        DELTA_GIVEN=cfg.backward_delta_pass, DKDV=False, DQ=True,
-                                                        num_warps=cfg.dq_warps or cfg.backward_warps, **stages)
     else:
         _tile_attention_backward_kernel[(batch * num_heads,)](qkv, out, grad_out, lse, grad_qkv, n_tokens,
                                                               scale, HEADS=num_heads, HEAD_DIM=head_dim,
