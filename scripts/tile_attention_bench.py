@@ -65,12 +65,10 @@ def candidates_for(tokens: int) -> dict[str, dict]:
                for m, n, w, st in [(64, 32, 4, 1), (64, 32, 4, 2), (64, 32, 4, 3), (64, 32, 4, 4),
                                    (64, 64, 4, 2), (64, 64, 4, 4), (32, 32, 4, 3), (128, 32, 4, 3),
                                    (128, 32, 8, 2)]}
-    backward = {f"tile_bwd_b{b}_s{t}_w{w}_st{st}{'_delta' if pre else ''}":
-                {"backward_block": b, "backward_step": t, "backward_warps": w, "backward_stages": st,
-                 "backward_delta_pass": pre}
-                for b, t, w, st, pre in [(64, 64, 4, 3, False), (64, 64, 4, 3, True), (64, 64, 4, 1, True),
-                                         (64, 64, 4, 2, True), (64, 64, 4, 4, True), (128, 32, 8, 2, True),
-                                         (64, 32, 4, 2, True), (128, 64, 8, 1, True), (128, 64, 8, 2, True)]}
+    backward = {f"tile_bwd_b{b}_s{t}_w{w}_st{st}":
+                {"backward_block": b, "backward_step": t, "backward_warps": w, "backward_stages": st}
+                for b, t, w, st in [(64, 64, 4, 3), (64, 64, 4, 1), (64, 64, 4, 2), (64, 64, 4, 4), (128, 32, 8, 2),
+                                    (64, 32, 4, 2), (128, 64, 8, 1), (128, 64, 8, 2)]}
     return forward | backward
 
 

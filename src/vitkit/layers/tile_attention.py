@@ -89,8 +89,8 @@ if triton is not None:
     @triton.jit
     def _tile_attention_backward_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr,
                                         n_tokens: tl.constexpr, scale,
-                         HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
-                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+                                        HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
+                                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
         image_head = tl.program_id(0)
         image = image_head // HEADS
         head = image_head % HEADS
@@ -144,11 +144,12 @@ if triton is not None:
                                               delta_ptr,
                                               n_tokens: tl.constexpr, scale,
                                               HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                              BLOCK: tl.constexpr, STEP: tl.constexpr,
-                                              DELTA_GIVEN: tl.constexpr):
+                                              BLOCK: tl.constexpr, STEP: tl.constexpr):
         """Backward for longer sequences (flash-attention-2 style): program `block` of an (image, head)
         computes dK and dV of key block `block` looping over query blocks, then dQ of query block
-        `block` looping over key blocks, so no program holds all keys and no dQ is summed atomically."""
+        `block` looping over key blocks, so no program holds all keys and no dQ is summed atomically.
+        delta = rowsum(dO * O) comes precomputed (_tile_attention_delta_kernel): computed in the loop
+        instead, the backward of a B/16 layer took 697 us instead of 605."""
         block = tl.program_id(0)
         image_head = tl.program_id(1)
         image = image_head // HEADS
@@ -183,12 +184,7 @@ if triton is not None:
             p = tl.exp2(tl.dot(q, tl.trans(k)) * log2_scale - lse[:, None])
             p = tl.where(row_ok[:, None] & own_ok[None, :], p, 0.0)  # (STEP, BLOCK)
             grad_v += tl.dot(tl.trans(p.to(do.dtype)), do)
-            if DELTA_GIVEN:
-                delta = tl.load(delta_base + rows, mask=row_ok, other=0.0)
-            else:
-                o = tl.load(out_ptr + out_base + rows[:, None] * width + dims[None, :], mask=row_ok[:, None],
-                            other=0.0)
-                delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), 1)
+            delta = tl.load(delta_base + rows, mask=row_ok, other=0.0)
             grad_s = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
             grad_k += tl.dot(tl.trans(grad_s.to(q.dtype)), q)
         tl.store(grad_base + width + own[:, None] * token_stride + dims[None, :],
@@ -201,12 +197,7 @@ if triton is not None:
         do_own = tl.load(grad_out_ptr + out_base + own[:, None] * width + dims[None, :], mask=own_ok[:, None],
                          other=0.0)
         lse_own = tl.load(lse_base + own, mask=own_ok, other=0.0)
-        if DELTA_GIVEN:
-            delta_own = tl.load(delta_base + own, mask=own_ok, other=0.0)
-        else:
-            o_own = tl.load(out_ptr + out_base + own[:, None] * width + dims[None, :], mask=own_ok[:, None],
-                            other=0.0)
-            delta_own = tl.sum(do_own.to(tl.float32) * o_own.to(tl.float32), 1)
+        delta_own = tl.load(delta_base + own, mask=own_ok, other=0.0)
         grad_q = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
         for start in range(0, n_tokens, STEP):
             cols = start + tl.arange(0, STEP)
@@ -267,7 +258,6 @@ class Launch(NamedTuple):
     backward_block: int  # one tile: queries per step; split: the program's own key / query block
     backward_step: int  # one tile: all keys; split: the block it loops over
     backward_warps: int
-    backward_delta_pass: bool = False  # split: rowsum(dO * O) by a small kernel first, not in the loop
     forward_stages: int | None = None  # software-pipelining depth (None: Triton's default)
     backward_stages: int | None = None
 
@@ -285,7 +275,7 @@ def launch(n_tokens: int, head_dim: int) -> Launch:
     keys = max(16, triton.next_power_of_2(n_tokens))
     if keys <= 128:
         return Launch(min(64, keys), keys, 4, False, min(64, keys), keys, 4)
-    return Launch(64, 32, 4, True, 64, 64, 4, backward_delta_pass=True)
+    return Launch(64, 32, 4, True, 64, 64, 4)
 
 
 def _check(qkv: torch.Tensor, num_heads: int) -> tuple[int, int, int]:
@@ -322,18 +312,14 @@ def _backward(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse:
     cfg = launch(n_tokens, head_dim)
     stages = {} if cfg.backward_stages is None else {"num_stages": cfg.backward_stages}
     if cfg.split_backward:
-        delta = lse  # a placeholder pointer unless the delta pass runs
-        if cfg.backward_delta_pass:
-            delta = torch.empty_like(lse)
-            n_rows, rows = batch * n_tokens * num_heads, 64
-            _tile_attention_delta_kernel[(triton.cdiv(n_rows, rows),)](
-                out, grad_out, delta, n_rows, HEADS=num_heads, HEAD_DIM=head_dim, n_tokens=n_tokens,
-                ROWS=rows)
+        delta = torch.empty_like(lse)
+        n_rows, rows = batch * n_tokens * num_heads, 64
+        _tile_attention_delta_kernel[(triton.cdiv(n_rows, rows),)](
+            out, grad_out, delta, n_rows, HEADS=num_heads, HEAD_DIM=head_dim, n_tokens=n_tokens, ROWS=rows)
         grid = (triton.cdiv(n_tokens, cfg.backward_block), batch * num_heads)
         _tile_attention_backward_split_kernel[grid](qkv, out, grad_out, lse, grad_qkv, delta, n_tokens, scale,
                                                     HEADS=num_heads, HEAD_DIM=head_dim,
                                                     BLOCK=cfg.backward_block, STEP=cfg.backward_step,
-                                                    DELTA_GIVEN=cfg.backward_delta_pass,
                                                     num_warps=cfg.backward_warps, **stages)
     else:
         _tile_attention_backward_kernel[(batch * num_heads,)](qkv, out, grad_out, lse, grad_qkv, n_tokens,
