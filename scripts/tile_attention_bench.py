@@ -67,8 +67,8 @@ def candidates_for(tokens: int) -> dict[str, dict]:
                                    (128, 32, 8, 2)]}
     backward = {f"tile_bwd_b{b}_s{t}_w{w}_st{st}":
                 {"backward_block": b, "backward_step": t, "backward_warps": w, "backward_stages": st}
-                for b, t, w, st in [(64, 64, 4, 3), (64, 64, 4, 1), (64, 64, 4, 2), (64, 64, 4, 4), (128, 32, 8, 2),
-                                    (64, 32, 4, 2), (128, 64, 8, 1), (128, 64, 8, 2)]}
+                for b, t, w, st in [(64, 64, 4, 3), (64, 64, 4, 1), (64, 64, 4, 2), (64, 64, 4, 4),
+                                    (128, 32, 8, 2), (64, 32, 4, 2), (128, 64, 8, 1), (128, 64, 8, 2)]}
     return forward | backward
 
 
