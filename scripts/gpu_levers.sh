@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -31,6 +31,24 @@ case "${1:-b16}" in
       --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile
     run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --compile-mode reduce-overhead \
       --speed bf16_residual,patch_matmul,fused_gelu,tile ;;
+  round5-h100)  # the round 5 configuration on an H100 (docs/benchmarks.md section 9)
+    run --model vit_b16 --img-size 224 --batch 256 --mode train --mode infer --compare timm --compile --speed bf16_residual,patch_matmul \
+      --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile
+    run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile \
+      --speed bf16_residual,patch_matmul,fused_gelu,tile ;;
+  round5-autotune)  # B/16 training: timm (default compile), vitkit default compile, vitkit max-autotune-no-cudagraphs
+    python3 - <<'PY' | tee -a "$OUT/autotune.jsonl"
+import json, time, torch
+from vitkit.bench import bench_one, matmul_ceiling_tflops
+from vitkit.variants import model_config
+dev, speed = torch.device("cuda"), "bf16_residual,patch_matmul,fused_gelu,tile"
+config, ceiling = model_config("vit_b16", img_size=224), matmul_ceiling_tflops(dev)
+for impl, spd, mode in [("timm", "", None), ("vitkit", speed, None), ("vitkit", speed, "max-autotune-no-cudagraphs")]:
+    start = time.time()
+    row = bench_one(impl, config, "train", 256, dev, True, ceiling, 5, 10, 5, spd, mode).to_dict()
+    print(json.dumps({**row, "compile_mode": mode, "wall_s": round(time.time() - start)}), flush=True)
+PY
+    ;;
   round5-small)
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile \
       --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile ;;

@@ -27,9 +27,14 @@ class BatchPlan:
         self.steps_per_epoch = num_examples // global_batch
         if self.steps_per_epoch == 0:
             raise ValueError(f"batch_size {global_batch} is larger than the {num_examples} training examples")
+        # per-epoch caches: the permutation, and this rank's rows of it (on a device)
+        self._cached_epoch: int | None = None
+        self._cached_perm = torch.empty(0, dtype=torch.long)
+        self._rows_key: tuple[int, torch.device | None] | None = None
+        self._rows = torch.empty(0, dtype=torch.long)
 
     def permutation(self, epoch: int) -> torch.Tensor:
-        if getattr(self, "_cached_epoch", None) != epoch:  # one draw per epoch, not per step
+        if self._cached_epoch != epoch:  # one draw per epoch, not per step
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             self._cached_perm, self._cached_epoch = torch.randperm(self.n, generator=g), epoch
         return self._cached_perm
@@ -38,7 +43,7 @@ class BatchPlan:
         """This rank's example indices for the epoch in the order its steps consume them (see
         `slices`), on `device` if given. Cached per epoch: a host-to-device copy per step would
         synchronise the host with the GPU every step (pageable memory), stalling the queue."""
-        if getattr(self, "_rows_key", None) != (epoch, device):
+        if self._rows_key != (epoch, device):
             used = self.steps_per_epoch * self.global_batch
             grid = self.permutation(epoch)[:used].view(self.steps_per_epoch, self.accum, self.world, self.micro)
             rows = grid[:, :, self.rank].reshape(-1)
