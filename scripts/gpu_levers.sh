@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -49,6 +49,11 @@ for impl, spd, mode in [("timm", "", None), ("vitkit", speed, None), ("vitkit", 
     print(json.dumps({**row, "compile_mode": mode, "wall_s": round(time.time() - start)}), flush=True)
 PY
     ;;
+  round6-check)  # round 6: GPU tests of the cuBLASLt epilogues, the MLP micro-benchmark, B/16 training next to timm
+    python3 -m pytest -q tests/test_fused_mlp.py tests/test_linear_gelu.py >"$OUT/gpu_test.txt" 2>&1; tail -n 5 "$OUT/gpu_test.txt"
+    python3 scripts/mlp_epilogue_bench.py >"$OUT/mlp_bench.jsonl" 2>"$OUT/mlp_bench.err"; cat "$OUT/mlp_bench.jsonl"; tail -n 5 "$OUT/mlp_bench.err"
+    run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --speed bf16_residual,patch_matmul,tile \
+      --speed bf16_residual,patch_matmul,fused_gelu,tile --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile ;;
   round5-small)
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile \
       --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile ;;

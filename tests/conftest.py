@@ -41,6 +41,7 @@ def compiled_bf16_twins(speed: str, adjust_reference=None, **shape):
     configure(other, SpeedOptions.parse(f"{speed},bf16_residual"))
     configure(reference, SpeedOptions.parse("bf16_residual"))
     x = torch.randn(64, 3, *reference.config.img_size, device="cuda")
+    torch._dynamo.reset()  # static shapes: earlier tests' shapes would make this compile dynamic
     for model in (reference, other):
         with torch.autocast("cuda", dtype=torch.bfloat16):
             torch.compile(model)(x).float().square().mean().backward()

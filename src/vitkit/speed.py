@@ -27,7 +27,7 @@ BACKENDS = {
 }
 
 
-SWITCHES = ("bf16_residual", "patch_matmul", "fused_gelu", "fp8")
+SWITCHES = ("bf16_residual", "patch_matmul", "fused_gelu", "mlp_epilogues", "fp8")
 
 
 @dataclass
@@ -37,6 +37,7 @@ class SpeedOptions:
     bf16_residual: bool = False  # keep the residual stream in bf16 (halves element-wise traffic)
     patch_matmul: bool = False  # non-overlapping patch projection as reshape + one matmul
     fused_gelu: bool = False  # GELU's tanh form (the paper's code's; config.gelu), fused into fc1 for inference
+    mlp_epilogues: bool = False  # training: the MLP's GELU and its gradient inside fc1/fc2's matmuls (cuBLASLt)
     fp8: bool = False  # encoder linears as FP8 matmuls with dynamic scaling (torchao; Hopper or newer)
 
     def to_dict(self) -> dict:
@@ -63,18 +64,24 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
         raise ValueError(f"unknown attention backend {options.attention!r}")
     backends = BACKENDS.get(options.attention)
     if not hasattr(model, "patch_embed"):  # a ResNet: no attention, no token stream
-        if (options.bf16_residual or options.patch_matmul or options.fused_gelu or options.fp8
-                or options.attention != "auto"):
+        if (options.bf16_residual or options.patch_matmul or options.fused_gelu or options.mlp_epilogues
+                or options.fp8 or options.attention != "auto"):
             raise ValueError(f"speed options {options.to_dict()} apply to ViTs only, not to {type(model).__name__}")
         return model
+    if options.mlp_epilogues and not options.fused_gelu:
+        raise ValueError("speed option mlp_epilogues fuses the tanh GELU that fused_gelu selects: add fused_gelu")
+    if options.fp8 and options.fused_gelu:
+        raise ValueError("speed option fp8 replaces the linear layers that fused_gelu fuses: use one of them")
     if options.attention == "tile":
         check_tile_attention(model)
     for module in model.modules():
         if isinstance(module, Attention):
             module.sdpa_backends = backends
             module.tile_kernel = options.attention == "tile"
-        elif isinstance(module, Mlp) and options.fused_gelu:
-            module.use_tanh_gelu()
+        elif isinstance(module, Mlp):
+            module.epilogues = options.mlp_epilogues
+            if options.fused_gelu:
+                module.use_tanh_gelu()
     if options.fused_gelu:  # part of the function: checkpoints record it, so evaluation computes the same
         model.config = model.config.replace(gelu="tanh")  # a copy: the config may be shared with other models
     model.residual_dtype = torch.bfloat16 if options.bf16_residual else None

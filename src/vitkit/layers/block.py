@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vitkit.layers import fused_mlp
 from vitkit.layers.attention import Attention
 from vitkit.layers.linear_gelu import linear_gelu
 from vitkit.layers.norm import LayerNorm
@@ -24,6 +25,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, dim)
         self.drop = nn.Dropout(dropout)
         self.tanh_gelu = False
+        self.epilogues = False  # speed option mlp_epilogues: train through cuBLASLt's GELU epilogues
         if gelu == "tanh":
             self.use_tanh_gelu()
 
@@ -32,6 +34,9 @@ class Mlp(nn.Module):
         self.act = nn.GELU(approximate="tanh")  # says what forward computes; linear_gelu computes it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.epilogues and self.tanh_gelu and fused_mlp.applies(x) and not (self.training and self.drop.p > 0):
+            # training on CUDA: GELU and its backward inside the matmuls (vitkit.layers.fused_mlp)
+            return fused_mlp.mlp_tanh_gelu(x, self.fc1, self.fc2)
         if self.tanh_gelu:
             hidden = linear_gelu(x, self.fc1.weight, self.fc1.bias)
         else:

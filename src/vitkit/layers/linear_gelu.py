@@ -29,10 +29,21 @@ import torch.nn.functional as F
 _TWO_SQRT_2_OVER_PI = 2 * math.sqrt(2 / math.pi)
 
 
+def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
-    """The tanh-approximate GELU, x sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3)), computed in fp32."""
-    h = x.float()
+    """The tanh-approximate GELU, x sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3)), computed in fp32 or wider."""
+    h = _at_least_fp32(x)
     return (h * torch.sigmoid(_TWO_SQRT_2_OVER_PI * (h + 0.044715 * h * h * h))).to(x.dtype)
+
+
+def gelu_tanh_grad(x: torch.Tensor) -> torch.Tensor:
+    """d gelu_tanh / dx at x, in fp32 or wider (the factor the backward pass multiplies the gradient by)."""
+    h = _at_least_fp32(x)
+    s = torch.sigmoid(_TWO_SQRT_2_OVER_PI * (h + 0.044715 * h * h * h))
+    return s + h * s * (1 - s) * _TWO_SQRT_2_OVER_PI * (1 + 3 * 0.044715 * h * h)
 
 
 def _fusable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:

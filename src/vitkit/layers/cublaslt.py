@@ -1,0 +1,279 @@
+"""Three cuBLASLt matrix multiplies whose epilogues PyTorch does not expose, as custom ops.
+
+Why: in a compiled ViT training step the MLP's GELU and the bias gradients are element-wise
+kernels and reductions that re-read (tokens, 4 x width) activations that a matmul has just written
+or is about to read (about 9 ms of ViT-B/16's 65 ms step; docs/benchmarks.md sections 7 and 9).
+cuBLASLt can do that work inside the matmul, on tiles still in registers:
+
+- `linear_gelu_aux`: gelu(x W^T + b) and the pre-activation x W^T + b (kept for the backward pass),
+  one matmul (epilogue GELU_AUX_BIAS). The forward of fc1 + GELU.
+- `linear_dgelu`: (g W) * gelu'(pre) (epilogue DGELU). fc2's input gradient and GELU's backward in
+  one matmul.
+
+cuBLASLt can also sum the bias gradient inside these matmuls (DGELU_BGRAD, BGRADB), but on an H200
+at ViT-B/16's shapes those epilogues are slower than the matmul plus a separate sum (measured in
+docs/benchmarks.md section 10), so the bias gradients stay with Inductor.
+
+These are the calls NVIDIA's Transformer Engine makes for its fused MLP; PyTorch only exposes the
+forward GELU epilogue without the pre-activation (`torch._addmm_activation`). The library is
+reached through ctypes (no compiler needed): it is the libcublasLt that PyTorch itself loaded. The
+GELU is the tanh form (vitkit.layers.linear_gelu says why that is the model's function).
+
+Everything works without CUDA: off the GPU, or where the library cannot be loaded, each op computes
+the same maths with plain PyTorch ops (`_reference_*`), which is also what the GPU tests compare
+against.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import threading
+
+import torch
+
+from vitkit.layers.linear_gelu import gelu_tanh, gelu_tanh_grad
+
+# Values from cublasLt.h / library_types.h (stable across CUDA 11-13).
+_CUDA_TYPE = {torch.bfloat16: 14, torch.float16: 2, torch.float32: 0}
+_COMPUTE_32F = 68
+_OP_N, _OP_T = 0, 1
+_DESC_TRANSA, _DESC_TRANSB, _DESC_EPILOGUE = 3, 4, 7
+_DESC_BIAS_POINTER, _DESC_AUX_POINTER, _DESC_AUX_LD = 8, 11, 12
+_PREF_MAX_WORKSPACE = 1
+_PREF_MIN_ALIGNMENT = (5, 6, 7, 8)  # A, B, C, D
+EPILOGUES = {"gelu_aux_bias": 164, "dgelu": 192}
+_WORKSPACE_BYTES = 32 * 1024 * 1024
+_CANDIDATES = 8  # algorithms the heuristic proposes; the fastest on the first real call is kept
+
+
+class _HeuristicResult(ctypes.Structure):
+    _fields_ = [("algo", ctypes.c_uint64 * 8), ("workspace_size", ctypes.c_size_t), ("state", ctypes.c_int),
+                ("waves_count", ctypes.c_float), ("reserved", ctypes.c_int * 4)]
+
+
+class CublasLtError(RuntimeError):
+    pass
+
+
+def _loaded_library_path() -> str | None:
+    """The libcublasLt that this process (PyTorch) has mapped, so we call the same build."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                if "libcublasLt.so" in line:
+                    return line.split()[-1]
+    except OSError:
+        pass
+    return ctypes.util.find_library("cublasLt")
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | None:
+    if not torch.cuda.is_available():
+        return None
+    torch.ones(8, 8, device="cuda") @ torch.ones(8, 8, device="cuda")  # makes PyTorch load cuBLAS(Lt)
+    path = _loaded_library_path()
+    if path is None:
+        return None
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError:
+        return None
+    lib.cublasLtMatmul.argtypes = [ctypes.c_void_p] * 14 + [ctypes.c_size_t, ctypes.c_void_p]
+    return lib
+
+
+def available() -> bool:
+    """Whether the fused cuBLASLt path can run here (CUDA and a loadable libcublasLt)."""
+    return _library() is not None
+
+
+def _check(status: int, what: str) -> None:
+    if status != 0:
+        raise CublasLtError(f"cuBLASLt {what} failed with status {status}")
+
+
+def _alignment(t: torch.Tensor) -> int:
+    ptr = t.data_ptr()
+    align = 256
+    while ptr % align:
+        align //= 2
+    return align
+
+
+class _Plan:
+    """Descriptors and the chosen algorithm for one problem (shapes, layouts, epilogue, alignments)."""
+
+    def __init__(self, lib: ctypes.CDLL, handle: ctypes.c_void_p, key: tuple) -> None:
+        (dtype, out_dtype, m, n, k, transa, transb, lda, ldb, ldd, epilogue, aux_ld, aligns) = key
+        self.lib = lib
+        self.desc = ctypes.c_void_p()
+        _check(lib.cublasLtMatmulDescCreate(ctypes.byref(self.desc), _COMPUTE_32F, _CUDA_TYPE[torch.float32]),
+               "MatmulDescCreate")
+        self._set(_DESC_TRANSA, ctypes.c_int32(transa))
+        self._set(_DESC_TRANSB, ctypes.c_int32(transb))
+        self._set(_DESC_EPILOGUE, ctypes.c_uint32(EPILOGUES[epilogue]))
+        self._set(_DESC_AUX_LD, ctypes.c_int64(aux_ld))
+        in_type, out_type = _CUDA_TYPE[dtype], _CUDA_TYPE[out_dtype]
+        self.a = self._layout(in_type, *((m, k) if transa == _OP_N else (k, m)), lda)
+        self.b = self._layout(in_type, *((k, n) if transb == _OP_N else (n, k)), ldb)
+        self.d = self._layout(out_type, m, n, ldd)
+        pref = ctypes.c_void_p()
+        _check(lib.cublasLtMatmulPreferenceCreate(ctypes.byref(pref)), "PreferenceCreate")
+        size = ctypes.c_uint64(_WORKSPACE_BYTES)
+        _check(lib.cublasLtMatmulPreferenceSetAttribute(pref, _PREF_MAX_WORKSPACE, ctypes.byref(size),
+                                                        ctypes.sizeof(size)), "PreferenceSetAttribute")
+        for attribute, align in zip(_PREF_MIN_ALIGNMENT, aligns):
+            value = ctypes.c_uint32(align)
+            _check(lib.cublasLtMatmulPreferenceSetAttribute(pref, attribute, ctypes.byref(value),
+                                                            ctypes.sizeof(value)), "PreferenceSetAttribute")
+        results = (_HeuristicResult * _CANDIDATES)()
+        found = ctypes.c_int(0)
+        status = lib.cublasLtMatmulAlgoGetHeuristic(handle, self.desc, self.a, self.b, self.d, self.d, pref,
+                                                    _CANDIDATES, results, ctypes.byref(found))
+        lib.cublasLtMatmulPreferenceDestroy(pref)
+        if status != 0 or found.value == 0:
+            raise CublasLtError(f"cuBLASLt has no algorithm for epilogue {epilogue!r} on {key} (status {status})")
+        self.candidates = [results[i] for i in range(found.value)]
+        self.result = self.candidates[0]  # the heuristic's first choice until timed
+        self.timed = len(self.candidates) == 1
+
+    def _set(self, attribute: int, value: ctypes._SimpleCData) -> None:
+        _check(self.lib.cublasLtMatmulDescSetAttribute(self.desc, attribute, ctypes.byref(value),
+                                                       ctypes.sizeof(value)), f"MatmulDescSetAttribute({attribute})")
+
+    def _layout(self, dtype: int, rows: int, cols: int, ld: int) -> ctypes.c_void_p:
+        layout = ctypes.c_void_p()
+        _check(self.lib.cublasLtMatrixLayoutCreate(ctypes.byref(layout), dtype, ctypes.c_uint64(rows),
+                                                   ctypes.c_uint64(cols), ctypes.c_int64(ld)), "MatrixLayoutCreate")
+        return layout
+
+
+class _Runner:
+    """One cuBLASLt handle and workspace per device; plans cached per problem."""
+
+    def __init__(self, lib: ctypes.CDLL, device: torch.device) -> None:
+        self.lib = lib
+        self.handle = ctypes.c_void_p()
+        _check(lib.cublasLtCreate(ctypes.byref(self.handle)), "Create")
+        self.workspace = torch.empty(_WORKSPACE_BYTES, dtype=torch.uint8, device=device)
+        self.plans: dict[tuple, _Plan] = {}
+        self.lock = threading.Lock()
+        self.one, self.zero = ctypes.c_float(1.0), ctypes.c_float(0.0)
+
+    def matmul(self, a: torch.Tensor, b: torch.Tensor, d: torch.Tensor, *, m: int, n: int, k: int, transa: int,
+               transb: int, lda: int, ldb: int, ldd: int, epilogue: str, aux: torch.Tensor, aux_ld: int,
+               bias: torch.Tensor | None = None) -> None:
+        """D = epilogue(op(A) op(B)) in cuBLAS's column-major terms (D is m x n)."""
+        aligns = tuple(_alignment(t) for t in (a, b, d, d))
+        key = (a.dtype, d.dtype, m, n, k, transa, transb, lda, ldb, ldd, epilogue, aux_ld, aligns)
+        with self.lock:
+            plan = self.plans.get(key)
+            if plan is None:
+                plan = self.plans[key] = _Plan(self.lib, self.handle, key)
+            if bias is not None:
+                plan._set(_DESC_BIAS_POINTER, ctypes.c_void_p(bias.data_ptr()))
+            plan._set(_DESC_AUX_POINTER, ctypes.c_void_p(aux.data_ptr()))
+            stream = torch.cuda.current_stream(d.device)
+            if not plan.timed and not torch.cuda.is_current_stream_capturing():
+                plan.result = min(plan.candidates, key=lambda c: self._time(plan, c, a, b, d, stream, epilogue))
+                plan.timed = True
+            self._launch(plan, plan.result, a, b, d, stream, epilogue)
+
+    def _launch(self, plan: _Plan, result: _HeuristicResult, a, b, d, stream, epilogue: str) -> None:
+        _check(self.lib.cublasLtMatmul(
+            self.handle, plan.desc, ctypes.byref(self.one), ctypes.c_void_p(a.data_ptr()), plan.a,
+            ctypes.c_void_p(b.data_ptr()), plan.b, ctypes.byref(self.zero), ctypes.c_void_p(d.data_ptr()),
+            plan.d, ctypes.c_void_p(d.data_ptr()), plan.d, ctypes.byref(result.algo),
+            ctypes.c_void_p(self.workspace.data_ptr()), _WORKSPACE_BYTES,
+            ctypes.c_void_p(stream.cuda_stream)), f"Matmul({epilogue})")
+
+    def _time(self, plan: _Plan, result: _HeuristicResult, a, b, d, stream, epilogue: str) -> float:
+        """Median-of-3 milliseconds of one candidate algorithm on the real operands."""
+        times = []
+        for _ in range(4):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record(stream)
+            self._launch(plan, result, a, b, d, stream, epilogue)
+            end.record(stream)
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        return sorted(times[1:])[1]
+
+
+_runners: dict[int, _Runner] = {}
+
+
+def _runner(device: torch.device) -> _Runner | None:
+    lib = _library()
+    if lib is None:
+        return None
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _runners:
+        _runners[index] = _Runner(lib, torch.device("cuda", index))
+    return _runners[index]
+
+
+def _fused(*tensors: torch.Tensor) -> _Runner | None:
+    """The runner if these tensors can take the cuBLASLt path: CUDA, 16-bit, row-major contiguous."""
+    first = tensors[0]
+    if not first.is_cuda or first.dtype not in (torch.bfloat16, torch.float16):
+        return None
+    if any(t.dtype != first.dtype or not t.is_contiguous() for t in tensors):
+        return None
+    return _runner(first.device)
+
+
+# Reference maths (and the path off the GPU): what each cuBLASLt call computes.
+
+def _reference_linear_gelu_aux(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
+    pre = torch.nn.functional.linear(x, weight, bias)
+    return gelu_tanh(pre), pre
+
+
+def _reference_linear_dgelu(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor):
+    return ((grad @ weight) * gelu_tanh_grad(pre)).to(grad.dtype)
+
+
+@torch.library.custom_op("vitkit::linear_gelu_aux", mutates_args=())
+def linear_gelu_aux(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (M, K), weight (N, K), bias (N) -> (gelu_tanh(pre), pre) with pre = x weight^T + bias, both (M, N)."""
+    runner = _fused(x, weight, bias)
+    if runner is None:
+        return _reference_linear_gelu_aux(x, weight, bias)
+    (m_tokens, k), n = x.shape, weight.shape[0]
+    out, pre = x.new_empty(m_tokens, n), x.new_empty(m_tokens, n)
+    # column-major: out^T (n x M) = W (n x k, stored as k x n: transposed) @ x^T (k x M)
+    runner.matmul(weight, x, out, m=n, n=m_tokens, k=k, transa=_OP_T, transb=_OP_N, lda=k, ldb=k, ldd=n,
+                  epilogue="gelu_aux_bias", bias=bias, aux=pre, aux_ld=n)
+    return out, pre
+
+
+@linear_gelu_aux.register_fake
+def _(x, weight, bias):
+    shape = (x.shape[0], weight.shape[0])
+    return x.new_empty(shape), x.new_empty(shape)
+
+
+@torch.library.custom_op("vitkit::linear_dgelu", mutates_args=())
+def linear_dgelu(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
+    """grad (M, N), weight (N, K), pre (M, K) -> (grad weight) * gelu_tanh'(pre), (M, K).
+
+    The gradient through a linear layer fed by gelu_tanh(pre), carried back through the GELU.
+    """
+    runner = _fused(grad, weight, pre)
+    if runner is None:
+        return _reference_linear_dgelu(grad, weight, pre)
+    (m_tokens, n), k = grad.shape, weight.shape[1]
+    grad_pre = grad.new_empty(m_tokens, k)
+    # column-major: grad_pre^T (k x M) = W^T (stored as k x n) @ grad^T (n x M)
+    runner.matmul(weight, grad, grad_pre, m=k, n=m_tokens, k=n, transa=_OP_N, transb=_OP_N, lda=k, ldb=n, ldd=k,
+                  epilogue="dgelu", aux=pre, aux_ld=k)
+    return grad_pre
+
+
+@linear_dgelu.register_fake
+def _(grad, weight, pre):
+    return grad.new_empty(grad.shape[0], weight.shape[1])

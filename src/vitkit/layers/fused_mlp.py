@@ -1,0 +1,66 @@
+"""The MLP as one autograd node on cuBLASLt epilogues (speed option `mlp_epilogues`).
+
+`mlp_tanh_gelu(x, fc1, fc2)` computes fc2(gelu_tanh(fc1(x))) so that GELU and its gradient happen
+inside the matmuls next to them:
+
+    forward:  g, pre = gelu(x W1^T + b1), x W1^T + b1      one matmul (GELU_AUX_BIAS)
+              y = g W2^T + b2                              one matmul (bias epilogue)
+    backward: dW2, db2 = dy^T g, sum(dy)
+              dpre = (dy W2) * gelu'(pre)                  one matmul (DGELU)
+              db1, dW1, dx = sum(dpre), dpre^T x, dpre W1
+
+Compiled without it, Inductor runs GELU forward and GELU backward as element-wise kernels that
+re-read the (tokens, 4 x width) hidden activation and gradient which a matmul has just written.
+
+Under autocast the inputs are cast to the autocast dtype first, as `F.linear` would; gradients flow
+back through those casts to fp32 parameters. Off the GPU the same autograd node runs on the
+reference maths of vitkit.layers.cublaslt, which is how CPU tests check the backward formulas.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vitkit.layers import cublaslt
+
+
+class _TanhGeluMlp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w1, b1, w2, b2):
+        hidden, pre = cublaslt.linear_gelu_aux(x, w1, b1)
+        ctx.save_for_backward(x, w1, w2, hidden, pre)
+        return torch.addmm(b2, hidden, w2.t())
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w1, w2, hidden, pre = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_pre = cublaslt.linear_dgelu(grad, w2, pre)
+        grad_x = grad_pre @ w1 if ctx.needs_input_grad[0] else None
+        return grad_x, grad_pre.t() @ x, grad_pre.sum(0), grad.t() @ hidden, grad.sum(0)
+
+
+def mlp_tanh_gelu(x: torch.Tensor, fc1: nn.Linear, fc2: nn.Linear) -> torch.Tensor:
+    """fc2(gelu_tanh(fc1(x))) over the last dimension of x, trainable, fused where cuBLASLt runs."""
+    device = x.device.type
+    rows = x.reshape(-1, x.shape[-1]).contiguous()
+    tensors = (rows, fc1.weight, fc1.bias, fc2.weight, fc2.bias)
+    if torch.is_autocast_enabled(device):
+        dtype = torch.get_autocast_dtype(device)
+        tensors = tuple(t.to(dtype) for t in tensors)
+    with torch.autocast(device, enabled=False):
+        out = _TanhGeluMlp.apply(*tensors)
+    return out.reshape(*x.shape[:-1], fc2.out_features)
+
+
+def applies(x: torch.Tensor) -> bool:
+    """Whether to take the fused path: gradients on, CUDA, 16-bit matmuls.
+
+    Elsewhere (CPU, fp32, inference) the plain layers are as fast (Inductor fuses their element-wise
+    work itself; inference has its own fused call, vitkit.layers.linear_gelu).
+    """
+    if not x.is_cuda or not torch.is_grad_enabled():
+        return False
+    dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else x.dtype
+    return dtype in (torch.bfloat16, torch.float16)

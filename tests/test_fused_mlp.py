@@ -1,0 +1,126 @@
+"""Training the MLP through cuBLASLt's GELU epilogues (speed option `mlp_epilogues`).
+
+On CPU the autograd node runs on the reference maths of vitkit.layers.cublaslt, so these tests check
+the backward formulas and the wiring; the GPU tests check the cuBLASLt calls against that maths.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import assert_gradients_close, compiled_bf16_twins
+from torch import nn
+
+from vitkit.layers import cublaslt, fused_mlp
+from vitkit.layers.linear_gelu import gelu_tanh, gelu_tanh_grad
+from vitkit.speed import SpeedOptions, configure
+from vitkit.variants import create_model
+
+
+def _grads(*tensors):
+    return [t.grad.clone() for t in tensors]
+
+
+def test_gelu_tanh_grad_is_the_derivative_of_gelu_tanh():
+    x = torch.linspace(-6, 6, 2001, dtype=torch.float64, requires_grad=True)
+    gelu_tanh(x).sum().backward()
+    assert torch.allclose(gelu_tanh_grad(x.detach()), x.grad, atol=1e-12)
+
+
+def test_fused_mlp_computes_the_mlp_and_its_gradients():
+    torch.manual_seed(0)
+    fc1, fc2 = nn.Linear(8, 24).double(), nn.Linear(24, 8).double()
+    x = torch.randn(3, 5, 8, dtype=torch.float64, requires_grad=True)
+    params = (x, fc1.weight, fc1.bias, fc2.weight, fc2.bias)
+    ref = fc2(F.gelu(fc1(x), approximate="tanh"))
+    ref.square().sum().backward()
+    expected = _grads(*params)
+    for t in params:
+        t.grad = None
+    out = fused_mlp.mlp_tanh_gelu(x, fc1, fc2)
+    assert out.shape == ref.shape and torch.allclose(out, ref, atol=1e-12)
+    out.square().sum().backward()
+    for got, want in zip(_grads(*params), expected):
+        assert torch.allclose(got, want, atol=1e-10)
+
+
+def test_fused_mlp_under_autocast_casts_like_f_linear_and_returns_fp32_parameter_gradients():
+    torch.manual_seed(0)
+    fc1, fc2 = nn.Linear(8, 24), nn.Linear(24, 8)
+    x = torch.randn(16, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = fc2(F.gelu(fc1(x), approximate="tanh"))
+        out = fused_mlp.mlp_tanh_gelu(x, fc1, fc2)
+    assert out.dtype == ref.dtype == torch.bfloat16
+    assert (out.float() - ref.float()).abs().max() < 0.05
+    out.float().sum().backward()
+    assert fc1.weight.grad.dtype == torch.float32 and fc2.bias.grad.dtype == torch.float32
+
+
+def test_the_custom_ops_pass_pytorchs_op_checks():
+    torch.manual_seed(0)
+    torch.library.opcheck(cublaslt.linear_gelu_aux, (torch.randn(6, 4), torch.randn(5, 4), torch.randn(5)))
+    torch.library.opcheck(cublaslt.linear_dgelu, (torch.randn(6, 3), torch.randn(3, 5), torch.randn(6, 5)))
+
+
+def test_a_model_on_the_fused_path_matches_the_plain_model_compiled(monkeypatch):
+    """The path the GPU takes, forced on the CPU: same gradients, through torch.compile."""
+    torch.manual_seed(0)
+    plain = create_model("vit_ti16", img_size=16, patch_size=8, depth=1, num_classes=3).double()
+    nn.init.normal_(plain.head.weight, std=0.2)
+    fused = create_model("vit_ti16", img_size=16, patch_size=8, depth=1, num_classes=3).double()
+    fused.load_state_dict(plain.state_dict())
+    configure(plain, SpeedOptions.parse("fused_gelu"))
+    configure(fused, SpeedOptions.parse("fused_gelu,mlp_epilogues"))
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    plain(x).square().sum().backward()
+    calls = []
+
+    def applies(x):
+        calls.append(x.shape)
+        return True
+    monkeypatch.setattr(fused_mlp, "applies", applies)
+    torch.compile(fused, backend="aot_eager", fullgraph=True)(x).square().sum().backward()
+    assert calls  # the fused MLP ran
+    for (name, a), b in zip(plain.named_parameters(), fused.parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-10), name
+
+
+def test_mlp_epilogues_needs_fused_gelu_and_excludes_fp8():
+    model = create_model("vit_ti16", img_size=16, patch_size=8, depth=1, num_classes=3)
+    with pytest.raises(ValueError, match="add fused_gelu"):
+        configure(model, SpeedOptions.parse("mlp_epilogues"))
+    with pytest.raises(ValueError, match="fp8"):
+        configure(model, SpeedOptions.parse("fused_gelu,fp8"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="cuBLASLt needs a GPU")
+def test_cublaslt_ops_on_the_gpu_match_the_reference_maths():
+    assert cublaslt.available()
+    torch.manual_seed(0)
+    tokens, dim, hidden = 394, 192, 768
+    bf = {"device": "cuda", "dtype": torch.bfloat16}
+    x, w1, b1 = torch.randn(tokens, dim, **bf), torch.randn(hidden, dim, **bf) / 14, torch.randn(hidden, **bf)
+    w2, grad = torch.randn(dim, hidden, **bf) / 28, torch.randn(tokens, dim, **bf)
+
+    def close(got, want, tol=1e-2):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert (got.float() - want.float()).norm() <= tol * want.float().norm()
+
+    out, pre = cublaslt.linear_gelu_aux(x, w1, b1)
+    ref_out, ref_pre = cublaslt._reference_linear_gelu_aux(x, w1, b1)
+    close(pre, ref_pre)
+    close(out, ref_out)
+    close(cublaslt.linear_dgelu(grad, w2, pre), cublaslt._reference_linear_dgelu(grad, w2, pre))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_mlp_epilogues_training_on_the_gpu_matches_pytorchs_tanh_gelu():
+    def pytorch_tanh_gelu(model):
+        for block in model.blocks:
+            block.mlp.act = nn.GELU(approximate="tanh")
+
+    reference, fused = compiled_bf16_twins("fused_gelu,mlp_epilogues", pytorch_tanh_gelu, img_size=32,
+                                           patch_size=4, embed_dim=192, depth=2, num_heads=3, num_classes=10)
+    assert_gradients_close(reference, fused)
