@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -54,6 +54,13 @@ PY
     python3 scripts/mlp_epilogue_bench.py >"$OUT/mlp_bench.jsonl" 2>"$OUT/mlp_bench.err"; cat "$OUT/mlp_bench.jsonl"; tail -n 5 "$OUT/mlp_bench.err"
     run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --speed bf16_residual,patch_matmul,tile \
       --speed bf16_residual,patch_matmul,fused_gelu,tile --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile ;;
+  round6-bias)  # round 6: bias-gradient sums, then B/16 and CIFAR-scale training with mlp_epilogues and bias_grad
+    python3 scripts/bias_grad_bench.py >"$OUT/bias_bench.jsonl" 2>"$OUT/bias_bench.err"; cat "$OUT/bias_bench.jsonl"; tail -n 3 "$OUT/bias_bench.err"
+    python3 -m pytest -q tests/test_fused_mlp.py >"$OUT/gpu_test.txt" 2>&1; tail -n 2 "$OUT/gpu_test.txt"
+    run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile \
+      --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile
+    run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile \
+      --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile ;;
   round5-small)
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile \
       --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile ;;

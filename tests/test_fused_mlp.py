@@ -1,4 +1,5 @@
-"""Training the MLP through cuBLASLt's GELU epilogues (speed option `mlp_epilogues`).
+"""Training the MLP through cuBLASLt's GELU epilogues (speed option `mlp_epilogues`), and bias
+gradients from vitkit's column-sum kernel (speed option `bias_grad`).
 
 On CPU the autograd node runs on the reference maths of vitkit.layers.cublaslt, so these tests check
 the backward formulas and the wiring; the GPU tests check the cuBLASLt calls against that maths.
@@ -12,7 +13,8 @@ import torch.nn.functional as F
 from conftest import assert_gradients_close, compiled_bf16_twins
 from torch import nn
 
-from vitkit.layers import cublaslt, fused_mlp
+from vitkit.layers import bias_grad, cublaslt, fused_mlp
+from vitkit.layers.bias_grad import column_sum
 from vitkit.layers.linear_gelu import gelu_tanh, gelu_tanh_grad
 from vitkit.speed import SpeedOptions, configure
 from vitkit.variants import create_model
@@ -72,7 +74,8 @@ def test_a_model_on_the_fused_path_matches_the_plain_model_compiled(monkeypatch)
     fused = create_model("vit_ti16", img_size=16, patch_size=8, depth=1, num_classes=3).double()
     fused.load_state_dict(plain.state_dict())
     configure(plain, SpeedOptions.parse("fused_gelu"))
-    configure(fused, SpeedOptions.parse("fused_gelu,mlp_epilogues"))
+    configure(fused, SpeedOptions.parse("fused_gelu,mlp_epilogues,bias_grad"))
+    assert fused.blocks[0].attn.column_sum_bias_grad and fused.blocks[0].mlp.column_sum_bias_grad
     x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
     plain(x).square().sum().backward()
     calls = []
@@ -91,8 +94,21 @@ def test_mlp_epilogues_needs_fused_gelu_and_excludes_fp8():
     model = create_model("vit_ti16", img_size=16, patch_size=8, depth=1, num_classes=3)
     with pytest.raises(ValueError, match="add fused_gelu"):
         configure(model, SpeedOptions.parse("mlp_epilogues"))
-    with pytest.raises(ValueError, match="fp8"):
-        configure(model, SpeedOptions.parse("fused_gelu,fp8"))
+    for speed in ("fused_gelu,fp8", "bias_grad,fp8"):
+        with pytest.raises(ValueError, match="fp8"):
+            configure(model, SpeedOptions.parse(speed))
+
+
+def test_linear_with_column_sum_bias_grad_matches_nn_linear():
+    torch.manual_seed(0)
+    layer = nn.Linear(6, 10).double()
+    x = torch.randn(4, 7, 6, dtype=torch.float64, requires_grad=True)
+    layer(x).sin().sum().backward()
+    expected = _grads(x, layer.weight, layer.bias)
+    x.grad = layer.weight.grad = layer.bias.grad = None
+    bias_grad.linear(x, layer).sin().sum().backward()
+    for got, want in zip(_grads(x, layer.weight, layer.bias), expected):
+        assert torch.allclose(got, want, atol=1e-12)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="cuBLASLt needs a GPU")
@@ -121,6 +137,22 @@ def test_mlp_epilogues_training_on_the_gpu_matches_pytorchs_tanh_gelu():
         for block in model.blocks:
             block.mlp.act = nn.GELU(approximate="tanh")
 
-    reference, fused = compiled_bf16_twins("fused_gelu,mlp_epilogues", pytorch_tanh_gelu, img_size=32,
+    reference, fused = compiled_bf16_twins("fused_gelu,mlp_epilogues,bias_grad", pytorch_tanh_gelu, img_size=32,
                                            patch_size=4, embed_dim=192, depth=2, num_heads=3, num_classes=10)
     assert_gradients_close(reference, fused)
+
+
+def test_column_sum_op_off_the_gpu_is_an_fp32_sum():
+    x = torch.randn(100, 9).bfloat16()
+    assert torch.equal(column_sum(x), x.float().sum(0).bfloat16())
+    torch.library.opcheck(column_sum, (x,))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_column_sum_on_the_gpu_is_an_fp32_accumulated_sum():
+    torch.manual_seed(0)
+    for rows, cols in [(50_432, 768), (1000, 300), (7, 5)]:
+        x = torch.randn(rows, cols, device="cuda").bfloat16()
+        got, want = column_sum(x), x.float().sum(0)
+        assert got.dtype == torch.bfloat16 and got.shape == (cols,)
+        assert torch.allclose(got.float(), want, rtol=8e-3, atol=1e-2)  # one bf16 rounding of an fp32 sum

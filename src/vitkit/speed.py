@@ -27,7 +27,7 @@ BACKENDS = {
 }
 
 
-SWITCHES = ("bf16_residual", "patch_matmul", "fused_gelu", "mlp_epilogues", "fp8")
+SWITCHES = ("bf16_residual", "patch_matmul", "fused_gelu", "mlp_epilogues", "bias_grad", "fp8")
 
 
 @dataclass
@@ -38,6 +38,7 @@ class SpeedOptions:
     patch_matmul: bool = False  # non-overlapping patch projection as reshape + one matmul
     fused_gelu: bool = False  # GELU's tanh form (the paper's code's; config.gelu), fused into fc1 for inference
     mlp_epilogues: bool = False  # training: the MLP's GELU and its gradient inside fc1/fc2's matmuls (cuBLASLt)
+    bias_grad: bool = False  # training: encoder linears' bias gradients by vitkit's column-sum kernel
     fp8: bool = False  # encoder linears as FP8 matmuls with dynamic scaling (torchao; Hopper or newer)
 
     def to_dict(self) -> dict:
@@ -65,21 +66,24 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
     backends = BACKENDS.get(options.attention)
     if not hasattr(model, "patch_embed"):  # a ResNet: no attention, no token stream
         if (options.bf16_residual or options.patch_matmul or options.fused_gelu or options.mlp_epilogues
-                or options.fp8 or options.attention != "auto"):
+                or options.bias_grad or options.fp8 or options.attention != "auto"):
             raise ValueError(f"speed options {options.to_dict()} apply to ViTs only, not to {type(model).__name__}")
         return model
     if options.mlp_epilogues and not options.fused_gelu:
         raise ValueError("speed option mlp_epilogues fuses the tanh GELU that fused_gelu selects: add fused_gelu")
-    if options.fp8 and options.fused_gelu:
-        raise ValueError("speed option fp8 replaces the linear layers that fused_gelu fuses: use one of them")
+    if options.fp8 and (options.fused_gelu or options.bias_grad):
+        raise ValueError("speed option fp8 replaces the linear layers that fused_gelu and bias_grad change: "
+                         "use fp8 without them")
     if options.attention == "tile":
         check_tile_attention(model)
     for module in model.modules():
         if isinstance(module, Attention):
             module.sdpa_backends = backends
             module.tile_kernel = options.attention == "tile"
+            module.column_sum_bias_grad = options.bias_grad
         elif isinstance(module, Mlp):
             module.epilogues = options.mlp_epilogues
+            module.column_sum_bias_grad = options.bias_grad
             if options.fused_gelu:
                 module.use_tanh_gelu()
     if options.fused_gelu:  # part of the function: checkpoints record it, so evaluation computes the same

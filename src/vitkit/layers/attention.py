@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import sdpa_kernel
 
-from vitkit.layers import tile_attention
+from vitkit.layers import bias_grad, tile_attention
 
 
 class Attention(nn.Module):
@@ -27,6 +27,7 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(proj_dropout)
         self.sdpa_backends: list | None = None  # None: let PyTorch choose; see vitkit.speed
         self.tile_kernel = False  # our one-tile Triton kernel where it applies; see vitkit.speed
+        self.column_sum_bias_grad = False  # speed option bias_grad (vitkit.layers.bias_grad)
 
     def forward(self, x: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, N, D) -> (B, N, D), plus the (B, heads, N, N) attention weights if asked for.
@@ -35,11 +36,11 @@ class Attention(nn.Module):
         materialises it and lets SDPA pick a fused kernel. A test keeps the two equal.
         """
         B, N, D = x.shape
-        qkv = self.qkv(x)  # (B, N, 3 * D), laid out as (B, N, 3, heads, head_dim)
+        qkv = self._linear(x, self.qkv)  # (B, N, 3 * D), laid out as (B, N, 3, heads, head_dim)
         dropout_p = self.attn_dropout if self.training else 0.0
         if self.tile_kernel and not need_weights and tile_attention.applies(qkv, self.head_dim, dropout_p):
             out = tile_attention.tile_attention(qkv, self.num_heads, self.scale)  # (B, N, D), no transposes
-            return self.proj_drop(self.proj(out)), None
+            return self.proj_drop(self._linear(out, self.proj)), None
         qkv = qkv.reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
         if need_weights:
@@ -55,4 +56,7 @@ class Attention(nn.Module):
             with sdpa_kernel(pinned) if pinned else contextlib.nullcontext():
                 out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
         out = out.transpose(1, 2).reshape(B, N, D)  # (B, N, heads * head_dim)
-        return self.proj_drop(self.proj(out)), weights
+        return self.proj_drop(self._linear(out, self.proj)), weights
+
+    def _linear(self, x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+        return bias_grad.linear(x, layer) if self.column_sum_bias_grad else layer(x)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vitkit.layers import fused_mlp
+from vitkit.layers import bias_grad, fused_mlp
 from vitkit.layers.attention import Attention
 from vitkit.layers.linear_gelu import linear_gelu
 from vitkit.layers.norm import LayerNorm
@@ -26,6 +26,7 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.tanh_gelu = False
         self.epilogues = False  # speed option mlp_epilogues: train through cuBLASLt's GELU epilogues
+        self.column_sum_bias_grad = False  # speed option bias_grad (vitkit.layers.bias_grad)
         if gelu == "tanh":
             self.use_tanh_gelu()
 
@@ -36,12 +37,13 @@ class Mlp(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.epilogues and self.tanh_gelu and fused_mlp.applies(x) and not (self.training and self.drop.p > 0):
             # training on CUDA: GELU and its backward inside the matmuls (vitkit.layers.fused_mlp)
-            return fused_mlp.mlp_tanh_gelu(x, self.fc1, self.fc2)
+            return fused_mlp.mlp_tanh_gelu(x, self.fc1, self.fc2, column_sums=self.column_sum_bias_grad)
         if self.tanh_gelu:
             hidden = linear_gelu(x, self.fc1.weight, self.fc1.bias)
         else:
             hidden = self.act(self.fc1(x))
-        return self.drop(self.fc2(self.drop(hidden)))
+        fc2 = bias_grad.linear(self.drop(hidden), self.fc2) if self.column_sum_bias_grad else self.fc2(self.drop(hidden))
+        return self.drop(fc2)
 
 
 class DropPath(nn.Module):

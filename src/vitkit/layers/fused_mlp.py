@@ -23,13 +23,15 @@ import torch
 from torch import nn
 
 from vitkit.layers import cublaslt
+from vitkit.layers.bias_grad import column_sum
 
 
 class _TanhGeluMlp(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, w1, b1, w2, b2):
+    def forward(ctx, x, w1, b1, w2, b2, column_sums: bool):
         hidden, pre = cublaslt.linear_gelu_aux(x, w1, b1)
         ctx.save_for_backward(x, w1, w2, hidden, pre)
+        ctx.column_sums = column_sums
         return torch.addmm(b2, hidden, w2.t())
 
     @staticmethod
@@ -38,11 +40,15 @@ class _TanhGeluMlp(torch.autograd.Function):
         grad = grad.contiguous()
         grad_pre = cublaslt.linear_dgelu(grad, w2, pre)
         grad_x = grad_pre @ w1 if ctx.needs_input_grad[0] else None
-        return grad_x, grad_pre.t() @ x, grad_pre.sum(0), grad.t() @ hidden, grad.sum(0)
+        bias_grad = column_sum if ctx.column_sums else (lambda g: g.sum(0))
+        return grad_x, grad_pre.t() @ x, bias_grad(grad_pre), grad.t() @ hidden, bias_grad(grad), None
 
 
-def mlp_tanh_gelu(x: torch.Tensor, fc1: nn.Linear, fc2: nn.Linear) -> torch.Tensor:
-    """fc2(gelu_tanh(fc1(x))) over the last dimension of x, trainable, fused where cuBLASLt runs."""
+def mlp_tanh_gelu(x: torch.Tensor, fc1: nn.Linear, fc2: nn.Linear, column_sums: bool = False) -> torch.Tensor:
+    """fc2(gelu_tanh(fc1(x))) over the last dimension of x, trainable, fused where cuBLASLt runs.
+
+    column_sums: bias gradients from vitkit.layers.bias_grad's kernel rather than Inductor's sums.
+    """
     device = x.device.type
     rows = x.reshape(-1, x.shape[-1]).contiguous()
     tensors = (rows, fc1.weight, fc1.bias, fc2.weight, fc2.bias)
@@ -50,7 +56,7 @@ def mlp_tanh_gelu(x: torch.Tensor, fc1: nn.Linear, fc2: nn.Linear) -> torch.Tens
         dtype = torch.get_autocast_dtype(device)
         tensors = tuple(t.to(dtype) for t in tensors)
     with torch.autocast(device, enabled=False):
-        out = _TanhGeluMlp.apply(*tensors)
+        out = _TanhGeluMlp.apply(*tensors, column_sums)
     return out.reshape(*x.shape[:-1], fc2.out_features)
 
 

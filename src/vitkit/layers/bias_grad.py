@@ -1,0 +1,70 @@
+"""Bias gradients at memory speed (speed option `bias_grad`).
+
+`column_sum(g)`: the column sums of a (tokens, features) gradient, a linear layer's bias gradient.
+`linear(x, layer)`: a linear layer whose backward pass takes its bias gradient from `column_sum`.
+
+Why: in a compiled ViT-B/16 training step Inductor computes the bias gradients (sums over 50,432
+tokens of a bf16 (tokens, 768..3072) gradient) as reductions that reach 0.9-2.0 TB/s on an H200.
+The same sum as a matrix-vector product with a vector of ones, ones @ g, is a cuBLAS GEMV that reads
+g at 2.4-3.7 TB/s (docs/benchmarks.md section 10; a Triton kernel of ours reached 1.0-2.2 and was
+dropped). It accumulates in fp32 and rounds once, as `sum` does. Off the GPU it is `sum(0)` in fp32.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+_ones: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+
+def _ones_vector(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A kept vector of ones (no fill kernel per step, and a fixed address for CUDA graphs)."""
+    key = (device, dtype)
+    if key not in _ones or _ones[key].numel() < n:
+        _ones[key] = torch.ones(n, device=device, dtype=dtype)
+    return _ones[key][:n]
+
+
+@torch.library.custom_op("vitkit::column_sum", mutates_args=())
+def column_sum(x: torch.Tensor) -> torch.Tensor:
+    """x (rows, cols) -> its sum over rows (cols), accumulated in fp32, returned in x's dtype."""
+    if x.is_cuda:
+        return torch.mv(x.t(), _ones_vector(x.shape[0], x.device, x.dtype))
+    return x.sum(0, dtype=torch.promote_types(x.dtype, torch.float32)).to(x.dtype)
+
+
+@column_sum.register_fake
+def _(x):
+    return x.new_empty(x.shape[1])
+
+
+class _Linear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        return torch.addmm(bias, x, weight.t())
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_x = grad @ weight if ctx.needs_input_grad[0] else None
+        return grad_x, grad.t() @ x, column_sum(grad)
+
+
+def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """layer(x) over the last dimension of x, its bias gradient from `column_sum`.
+
+    Under autocast the inputs are cast to the autocast dtype first, as `F.linear` would.
+    """
+    if layer.bias is None or not torch.is_grad_enabled():
+        return layer(x)
+    device = x.device.type
+    tensors = (x.reshape(-1, x.shape[-1]), layer.weight, layer.bias)
+    if torch.is_autocast_enabled(device):
+        dtype = torch.get_autocast_dtype(device)
+        tensors = tuple(t.to(dtype) for t in tensors)
+    with torch.autocast(device, enabled=False):
+        out = _Linear.apply(*tensors)
+    return out.reshape(*x.shape[:-1], layer.out_features)
