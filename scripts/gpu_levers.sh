@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-compile
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -61,10 +61,6 @@ PY
       --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile \
       --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile ;;
-  round6-compile)  # round 6: Inductor options on top of the round 6 switches, B/16 training next to timm
-    R6=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile
-    run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --speed $R6 \
-      --speed $R6,combo_kernels --speed $R6,tune_kernels ;;
   round5-small)
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile \
       --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile ;;

@@ -16,7 +16,7 @@ from torch import nn
 from vitkit.layers import bias_grad, cublaslt, fused_mlp
 from vitkit.layers.bias_grad import column_sum
 from vitkit.layers.linear_gelu import gelu_tanh, gelu_tanh_grad
-from vitkit.speed import SpeedOptions, compile_kwargs, configure
+from vitkit.speed import SpeedOptions, configure
 from vitkit.variants import create_model
 
 
@@ -156,10 +156,3 @@ def test_column_sum_on_the_gpu_is_an_fp32_accumulated_sum():
         got, want = column_sum(x), x.float().sum(0)
         assert got.dtype == torch.bfloat16 and got.shape == (cols,)
         assert torch.allclose(got.float(), want, rtol=8e-3, atol=1e-2)  # one bf16 rounding of an fp32 sum
-
-
-def test_compile_options_from_speed_switches():
-    assert compile_kwargs(SpeedOptions.parse("tile"), "reduce-overhead") == {"mode": "reduce-overhead"}
-    got = compile_kwargs(SpeedOptions.parse("combo_kernels,tune_kernels"), "reduce-overhead")
-    assert got == {"options": {"triton.cudagraphs": True, "combo_kernels": True, "coordinate_descent_tuning": True}}
-    assert compile_kwargs(SpeedOptions.parse("combo_kernels")) == {"options": {"combo_kernels": True}}

@@ -150,12 +150,11 @@ def bench_one(impl: str, config: ViTConfig, mode: str, batch: int, device: torch
     y = torch.randint(0, max(config.num_classes, 1), (batch,), device=device)
     amp = torch.bfloat16 if device.type == "cuda" else None
     flops_per_image = count_module_flops(model.eval(), x[:1], amp)  # of the function, before speed switches
-    from vitkit.speed import SpeedOptions, compile_kwargs, configure
-
-    options = SpeedOptions.parse(speed if impl == "vitkit" else "")
     if impl == "vitkit" and speed:
-        configure(model, options)
-    runner = torch.compile(model, **compile_kwargs(options, compile_mode)) if compile else model
+        from vitkit.speed import SpeedOptions, configure
+
+        configure(model, SpeedOptions.parse(speed))
+    runner = torch.compile(model, mode=compile_mode) if compile else model
     step = make_step(runner, mode, x, y, amp)
     if device.type == "cuda":
         torch.cuda.synchronize()

@@ -27,8 +27,7 @@ BACKENDS = {
 }
 
 
-SWITCHES = ("bf16_residual", "patch_matmul", "fused_gelu", "mlp_epilogues", "bias_grad", "fp8", "combo_kernels",
-            "tune_kernels")
+SWITCHES = ("bf16_residual", "patch_matmul", "fused_gelu", "mlp_epilogues", "bias_grad", "fp8")
 
 
 @dataclass
@@ -41,9 +40,6 @@ class SpeedOptions:
     mlp_epilogues: bool = False  # training: the MLP's GELU and its gradient inside fc1/fc2's matmuls (cuBLASLt)
     bias_grad: bool = False  # training: encoder linears' bias gradients by vitkit's column-sum kernel
     fp8: bool = False  # encoder linears as FP8 matmuls with dynamic scaling (torchao; Hopper or newer)
-    # torch.compile options (see compile_kwargs): any model
-    combo_kernels: bool = False  # Inductor fuses independent small kernels (weight casts...) into one launch
-    tune_kernels: bool = False  # Inductor tunes its Triton kernels' launch sizes (coordinate descent)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -97,20 +93,6 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
     if options.fp8:
         to_fp8(model)
     return model
-
-
-_INDUCTOR_OPTIONS = {"combo_kernels": "combo_kernels", "tune_kernels": "coordinate_descent_tuning"}
-
-
-def compile_kwargs(options: SpeedOptions, mode: str | None = None) -> dict:
-    """Keyword arguments for torch.compile: the compile mode, plus the Inductor options the speed
-    options ask for (torch.compile takes a mode or options, so a mode becomes its options then)."""
-    inductor = {name: True for field, name in _INDUCTOR_OPTIONS.items() if getattr(options, field)}
-    if not inductor:
-        return {"mode": mode}
-    if mode not in (None, "default"):
-        inductor = {**torch._inductor.list_mode_options(mode), **inductor}
-    return {"options": inductor}
 
 
 def check_tile_attention(model: torch.nn.Module) -> None:
