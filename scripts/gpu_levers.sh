@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-grad-s
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -61,27 +61,6 @@ PY
       --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile \
       --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile ;;
-  round6-grad-s)  # round 6: attention backward keeping dS for a separate dQ pass: layer micro-benchmark, B/16 step
-    PYTHONPATH=$PWD/scripts:$PYTHONPATH python3 - <<'PY' | tee -a "$OUT/grad_s.jsonl"
-import json, torch
-import tile_attention_bench as tb
-from vitkit.bench import bench_one, matmul_ceiling_tflops
-from vitkit.layers import tile_attention as ta
-from vitkit.variants import model_config
-default = ta.launch
-qkv = torch.randn(256, 197, 3 * 768, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-for name, o in {"default": {}, **{k: v for k, v in tb.candidates_for(197).items() if "grad_s" in k}}.items():
-    ta.launch = lambda n, d, o=o: default(n, d)._replace(**o)
-    print(json.dumps({"impl": name, "fwd_bwd_ms": tb.measure(ta.tile_attention, qkv, 12, True, False)}), flush=True)
-dev, speed = torch.device("cuda"), "bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile"
-config, ceiling = model_config("vit_b16", img_size=224), matmul_ceiling_tflops(dev)
-for impl, spd, grad_s in [("vitkit", speed, False), ("vitkit", speed, True), ("timm", "", False)]:
-    ta.launch = (lambda n, d: default(n, d)._replace(store_grad_s=True)) if grad_s else default
-    torch._dynamo.reset()
-    row = bench_one(impl, config, "train", 256, dev, True, ceiling, 5, 10, 5, spd).to_dict()
-    print(json.dumps({**row, "store_grad_s": grad_s}), flush=True)
-PY
-    ;;
   round5-small)
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile \
       --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile ;;

@@ -69,10 +69,7 @@ def candidates_for(tokens: int) -> dict[str, dict]:
                 {"backward_block": b, "backward_step": t, "backward_warps": w, "backward_stages": st}
                 for b, t, w, st in [(64, 64, 4, 3), (64, 64, 4, 1), (64, 64, 4, 2), (64, 64, 4, 4),
                                     (128, 32, 8, 2), (64, 32, 4, 2), (128, 64, 8, 1), (128, 64, 8, 2)]}
-    grad_s = {f"tile_bwd_grad_s_b{b}_s{t}_w{w}":
-              {"backward_block": b, "backward_step": t, "backward_warps": w, "store_grad_s": True}
-              for b, t, w in [(64, 64, 4), (64, 32, 4), (128, 64, 8), (32, 64, 4)]}
-    return forward | backward | grad_s
+    return forward | backward
 
 
 def main(shapes: list[str]) -> None:

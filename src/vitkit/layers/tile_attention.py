@@ -141,18 +141,15 @@ if triton is not None:
 
     @triton.jit
     def _tile_attention_backward_split_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr,
-                                              delta_ptr, grad_s_ptr, grad_s_stride,
+                                              delta_ptr,
                                               n_tokens: tl.constexpr, scale,
                                               HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                              BLOCK: tl.constexpr, STEP: tl.constexpr,
-                                              STORE_GRAD_S: tl.constexpr):
+                                              BLOCK: tl.constexpr, STEP: tl.constexpr):
         """Backward for longer sequences (flash-attention-2 style): program `block` of an (image, head)
         computes dK and dV of key block `block` looping over query blocks, then dQ of query block
         `block` looping over key blocks, so no program holds all keys and no dQ is summed atomically.
         delta = rowsum(dO * O) comes precomputed (_tile_attention_delta_kernel): computed in the loop
-        instead, the backward of a B/16 layer took 697 us instead of 605.
-        STORE_GRAD_S: write dS = P (dP - delta) to grad_s_ptr ((B * heads, N, grad_s_stride)) and skip
-        the dQ part; _tile_attention_grad_q_kernel then computes dQ = dS K without recomputing P, dP."""
+        instead, the backward of a B/16 layer took 697 us instead of 605."""
         block = tl.program_id(0)
         image_head = tl.program_id(1)
         image = image_head // HEADS
@@ -190,16 +187,10 @@ if triton is not None:
             delta = tl.load(delta_base + rows, mask=row_ok, other=0.0)
             grad_s = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
             grad_k += tl.dot(tl.trans(grad_s.to(q.dtype)), q)
-            if STORE_GRAD_S:
-                tl.store(grad_s_ptr + image_head.to(tl.int64) * n_tokens * grad_s_stride
-                         + rows[:, None] * grad_s_stride + own[None, :], grad_s.to(q.dtype),
-                         mask=row_ok[:, None] & own_ok[None, :])
         tl.store(grad_base + width + own[:, None] * token_stride + dims[None, :],
                  (grad_k * scale).to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
         tl.store(grad_base + 2 * width + own[:, None] * token_stride + dims[None, :],
                  grad_v.to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
-        if STORE_GRAD_S:
-            return
 
         # dQ of the queries in `own` (new names: Triton loops may not change a variable's shape)
         q_own = tl.load(base + own[:, None] * token_stride + dims[None, :], mask=own_ok[:, None], other=0.0)
@@ -224,34 +215,6 @@ if triton is not None:
 
 
 if triton is not None:
-    @triton.jit
-    def _tile_attention_grad_q_kernel(qkv_ptr, grad_s_ptr, grad_qkv_ptr, grad_s_stride, n_tokens: tl.constexpr,
-                                      scale, HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr,
-                                      STEP: tl.constexpr):
-        """dQ = scale * dS K for query block `block` of an (image, head), from the stored dS."""
-        block = tl.program_id(0)
-        image_head = tl.program_id(1)
-        image = image_head // HEADS
-        head = image_head % HEADS
-        width = HEADS * HEAD_DIM
-        token_stride = 3 * width
-        dims = tl.arange(0, HEAD_DIM)
-        offset = image.to(tl.int64) * n_tokens * token_stride + head * HEAD_DIM
-        own = block * BLOCK + tl.arange(0, BLOCK)
-        own_ok = own < n_tokens
-        grad_s_base = grad_s_ptr + image_head.to(tl.int64) * n_tokens * grad_s_stride
-        grad_q = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
-        for start in range(0, n_tokens, STEP):
-            cols = start + tl.arange(0, STEP)
-            col_ok = cols < n_tokens
-            grad_s = tl.load(grad_s_base + own[:, None] * grad_s_stride + cols[None, :],
-                             mask=own_ok[:, None] & col_ok[None, :], other=0.0)
-            k = tl.load(qkv_ptr + offset + width + cols[:, None] * token_stride + dims[None, :],
-                        mask=col_ok[:, None], other=0.0)
-            grad_q += tl.dot(grad_s, k)
-        tl.store(grad_qkv_ptr + offset + own[:, None] * token_stride + dims[None, :],
-                 (grad_q * scale).to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
-
     @triton.jit
     def _tile_attention_delta_kernel(out_ptr, grad_out_ptr, delta_ptr, n_rows, HEADS: tl.constexpr,
                                      HEAD_DIM: tl.constexpr, n_tokens: tl.constexpr, ROWS: tl.constexpr):
@@ -297,7 +260,6 @@ class Launch(NamedTuple):
     backward_warps: int
     forward_stages: int | None = None  # software-pipelining depth (None: Triton's default)
     backward_stages: int | None = None
-    store_grad_s: bool = False  # split: keep dS in memory for a separate dQ = dS K pass (no P, dP recompute)
 
 
 def launch(n_tokens: int, head_dim: int) -> Launch:
@@ -355,18 +317,10 @@ def _backward(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse:
         _tile_attention_delta_kernel[(triton.cdiv(n_rows, rows),)](
             out, grad_out, delta, n_rows, HEADS=num_heads, HEAD_DIM=head_dim, n_tokens=n_tokens, ROWS=rows)
         grid = (triton.cdiv(n_tokens, cfg.backward_block), batch * num_heads)
-        stride = triton.cdiv(n_tokens, 16) * 16  # dS rows 32-byte aligned
-        grad_s = (qkv.new_empty(batch * num_heads, n_tokens, stride) if cfg.store_grad_s
-                  else qkv.new_empty(0))
-        _tile_attention_backward_split_kernel[grid](qkv, out, grad_out, lse, grad_qkv, delta, grad_s, stride,
-                                                    n_tokens, scale, HEADS=num_heads, HEAD_DIM=head_dim,
+        _tile_attention_backward_split_kernel[grid](qkv, out, grad_out, lse, grad_qkv, delta, n_tokens, scale,
+                                                    HEADS=num_heads, HEAD_DIM=head_dim,
                                                     BLOCK=cfg.backward_block, STEP=cfg.backward_step,
-                                                    STORE_GRAD_S=cfg.store_grad_s,
                                                     num_warps=cfg.backward_warps, **stages)
-        if cfg.store_grad_s:
-            _tile_attention_grad_q_kernel[grid](qkv, grad_s, grad_qkv, stride, n_tokens, scale, HEADS=num_heads,
-                                                HEAD_DIM=head_dim, BLOCK=cfg.backward_block,
-                                                STEP=cfg.backward_step, num_warps=cfg.backward_warps)
     else:
         _tile_attention_backward_kernel[(batch * num_heads,)](qkv, out, grad_out, lse, grad_qkv, n_tokens,
                                                               scale, HEADS=num_heads, HEAD_DIM=head_dim,
