@@ -156,3 +156,23 @@ def test_column_sum_on_the_gpu_is_an_fp32_accumulated_sum():
         got, want = column_sum(x), x.float().sum(0)
         assert got.dtype == torch.bfloat16 and got.shape == (cols,)
         assert torch.allclose(got.float(), want, rtol=8e-3, atol=1e-2)  # one bf16 rounding of an fp32 sum
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_the_fused_training_path_runs_in_cuda_graphs():
+    """reduce-overhead captures the step: the ops must keep nothing allocated between calls."""
+    model = create_model("vit_ti16", img_size=32, patch_size=4, embed_dim=192, depth=2, num_heads=3,
+                         num_classes=10).cuda()
+    configure(model, SpeedOptions.parse("bf16_residual,fused_gelu,mlp_epilogues,bias_grad,tile"))
+    torch._dynamo.reset()
+    compiled = torch.compile(model, mode="reduce-overhead")
+    x = torch.randn(16, 3, 32, 32, device="cuda")
+    losses = []
+    for _ in range(4):
+        model.zero_grad(set_to_none=True)  # as an optimizer would: grads are outputs of the replayed graph
+        torch.compiler.cudagraph_mark_step_begin()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = compiled(x).float().square().mean()
+        loss.backward()
+        losses.append(loss.item())
+    assert max(losses) - min(losses) <= 1e-3 * abs(losses[0])  # same weights and input, replayed

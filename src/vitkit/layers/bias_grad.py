@@ -15,22 +15,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-_ones: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
-
-
-def _ones_vector(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """A kept vector of ones (no fill kernel per step, and a fixed address for CUDA graphs)."""
-    key = (device, dtype)
-    if key not in _ones or _ones[key].numel() < n:
-        _ones[key] = torch.ones(n, device=device, dtype=dtype)
-    return _ones[key][:n]
-
 
 @torch.library.custom_op("vitkit::column_sum", mutates_args=())
 def column_sum(x: torch.Tensor) -> torch.Tensor:
     """x (rows, cols) -> its sum over rows (cols), accumulated in fp32, returned in x's dtype."""
     if x.is_cuda:
-        return torch.mv(x.t(), _ones_vector(x.shape[0], x.device, x.dtype))
+        # a fresh vector each call (one tiny fill): a kept one would be a tensor that CUDA graphs'
+        # memory pools refuse (vitkit.layers.cublaslt says the same of its workspace)
+        return torch.mv(x.t(), x.new_ones(x.shape[0]))
     return x.sum(0, dtype=torch.promote_types(x.dtype, torch.float32)).to(x.dtype)
 
 

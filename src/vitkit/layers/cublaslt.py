@@ -44,7 +44,7 @@ _DESC_BIAS_POINTER, _DESC_AUX_POINTER, _DESC_AUX_LD = 8, 11, 12
 _PREF_MAX_WORKSPACE = 1
 _PREF_MIN_ALIGNMENT = (5, 6, 7, 8)  # A, B, C, D
 EPILOGUES = {"gelu_aux_bias": 164, "dgelu": 192}
-_WORKSPACE_BYTES = 32 * 1024 * 1024
+_WORKSPACE_BYTES = 32 * 1024 * 1024  # the most an algorithm may ask for
 _CANDIDATES = 8  # algorithms the heuristic proposes; the fastest on the first real call is kept
 
 
@@ -152,13 +152,18 @@ class _Plan:
 
 
 class _Runner:
-    """One cuBLASLt handle and workspace per device; plans cached per problem."""
+    """One cuBLASLt handle per device; plans cached per problem.
+
+    Nothing lives on the GPU between calls: each call takes the workspace its algorithm needs from
+    PyTorch's allocator and gives it back, so the ops can be captured into CUDA graphs (which refuse
+    a tensor that a graph's memory pool hands out and nobody frees).
+    """
 
     def __init__(self, lib: ctypes.CDLL, device: torch.device) -> None:
         self.lib = lib
+        self.device = device
         self.handle = ctypes.c_void_p()
         _check(lib.cublasLtCreate(ctypes.byref(self.handle)), "Create")
-        self.workspace = torch.empty(_WORKSPACE_BYTES, dtype=torch.uint8, device=device)
         self.plans: dict[tuple, _Plan] = {}
         self.lock = threading.Lock()
         self.one, self.zero = ctypes.c_float(1.0), ctypes.c_float(0.0)
@@ -183,11 +188,13 @@ class _Runner:
             self._launch(plan, plan.result, a, b, d, stream, epilogue)
 
     def _launch(self, plan: _Plan, result: _HeuristicResult, a, b, d, stream, epilogue: str) -> None:
+        size = result.workspace_size
+        workspace = torch.empty(size, dtype=torch.uint8, device=self.device) if size else None
         _check(self.lib.cublasLtMatmul(
             self.handle, plan.desc, ctypes.byref(self.one), ctypes.c_void_p(a.data_ptr()), plan.a,
             ctypes.c_void_p(b.data_ptr()), plan.b, ctypes.byref(self.zero), ctypes.c_void_p(d.data_ptr()),
             plan.d, ctypes.c_void_p(d.data_ptr()), plan.d, ctypes.byref(result.algo),
-            ctypes.c_void_p(self.workspace.data_ptr()), _WORKSPACE_BYTES,
+            ctypes.c_void_p(workspace.data_ptr() if size else None), size,
             ctypes.c_void_p(stream.cuda_stream)), f"Matmul({epilogue})")
 
     def _time(self, plan: _Plan, result: _HeuristicResult, a, b, d, stream, epilogue: str) -> float:
