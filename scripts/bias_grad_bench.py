@@ -13,22 +13,9 @@ from __future__ import annotations
 import json
 
 import torch
+from mlp_epilogue_bench import median_ms  # same folder: the same per-call timing
 
 from vitkit.layers.bias_grad import column_sum
-
-
-def median_ms(fn, repeats: int = 50) -> float:
-    for _ in range(5):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
-"""Three cuBLASLt matrix multiplies whose epilogues PyTorch does not expose, as custom ops.
+"""Two cuBLASLt matrix multiplies whose epilogues PyTorch does not expose, as custom ops.
 
-Why: in a compiled ViT training step the MLP's GELU and the bias gradients are element-wise
-kernels and reductions that re-read (tokens, 4 x width) activations that a matmul has just written
-or is about to read (about 9 ms of ViT-B/16's 65 ms step; docs/benchmarks.md sections 7 and 9).
-cuBLASLt can do that work inside the matmul, on tiles still in registers:
+Why: in a compiled ViT training step the MLP's GELU forward and backward are element-wise kernels
+that re-read the (tokens, 4 x width) activations a matmul has just written or is about to read
+(about 5 ms of ViT-B/16's 65 ms step; docs/benchmarks.md sections 7 and 9). cuBLASLt can do that
+work inside the matmul, on tiles still in registers:
 
 - `linear_gelu_aux`: gelu(x W^T + b) and the pre-activation x W^T + b (kept for the backward pass),
   one matmul (epilogue GELU_AUX_BIAS). The forward of fc1 + GELU.
@@ -12,7 +12,7 @@ cuBLASLt can do that work inside the matmul, on tiles still in registers:
 
 cuBLASLt can also sum the bias gradient inside these matmuls (DGELU_BGRAD, BGRADB), but on an H200
 at ViT-B/16's shapes those epilogues are slower than the matmul plus a separate sum (measured in
-docs/benchmarks.md section 10), so the bias gradients stay with Inductor.
+docs/benchmarks.md section 10); vitkit.layers.bias_grad does the sums instead.
 
 These are the calls NVIDIA's Transformer Engine makes for its fused MLP; PyTorch only exposes the
 forward GELU epilogue without the pre-activation (`torch._addmm_activation`). The library is
@@ -224,11 +224,13 @@ def _runner(device: torch.device) -> _Runner | None:
 
 
 def _fused(*tensors: torch.Tensor) -> _Runner | None:
-    """The runner if these tensors can take the cuBLASLt path: CUDA, 16-bit, row-major contiguous."""
+    """The runner if these tensors can take the cuBLASLt path: CUDA, 16-bit, row-major contiguous,
+    rows a multiple of 8 elements; otherwise None (the op computes the reference maths)."""
     first = tensors[0]
     if not first.is_cuda or first.dtype not in (torch.bfloat16, torch.float16):
         return None
-    if any(t.dtype != first.dtype or not t.is_contiguous() for t in tensors):
+    # cuBLASLt's epilogues want 16-byte aligned rows (the auxiliary matrix's too)
+    if any(t.dtype != first.dtype or not t.is_contiguous() or t.shape[-1] % 8 for t in tensors):
         return None
     return _runner(first.device)
 

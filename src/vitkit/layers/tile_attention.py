@@ -44,6 +44,11 @@ HEAD_DIMS = (16, 32, 64, 128)
 
 if triton is not None:
     @triton.jit
+    def _load_rows(ptr, rows, ok, row_stride, dims):
+        """(len(rows), len(dims)) tile of a row-major matrix, zeros where `ok` is False (inlined)."""
+        return tl.load(ptr + rows[:, None] * row_stride + dims[None, :], mask=ok[:, None], other=0.0)
+
+    @triton.jit
     def _tile_attention_forward_kernel(qkv_ptr, out_ptr, lse_ptr, n_tokens: tl.constexpr, scale,
                                        HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
                                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
@@ -58,7 +63,7 @@ if triton is not None:
         row_ok = rows < n_tokens
 
         base = qkv_ptr + image.to(tl.int64) * n_tokens * token_stride + head * HEAD_DIM
-        q = tl.load(base + rows[:, None] * token_stride + dims[None, :], mask=row_ok[:, None], other=0.0)
+        q = _load_rows(base, rows, row_ok, token_stride, dims)
         row_max = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
         row_sum = tl.zeros((BLOCK_M,), dtype=tl.float32)
         acc = tl.zeros((BLOCK_M, HEAD_DIM), dtype=tl.float32)
@@ -67,10 +72,8 @@ if triton is not None:
         for start in range(0, n_tokens, BLOCK_N):
             cols = start + tl.arange(0, BLOCK_N)
             col_ok = cols < n_tokens
-            k = tl.load(base + width + cols[:, None] * token_stride + dims[None, :], mask=col_ok[:, None],
-                        other=0.0)
-            v = tl.load(base + 2 * width + cols[:, None] * token_stride + dims[None, :],
-                        mask=col_ok[:, None], other=0.0)
+            k = _load_rows(base + width, cols, col_ok, token_stride, dims)
+            v = _load_rows(base + 2 * width, cols, col_ok, token_stride, dims)
             s = tl.dot(q, tl.trans(k)) * (scale * 1.4426950408889634)  # (BLOCK_M, BLOCK_N), base-2 logits
             s = tl.where(col_ok[None, :], s, float("-inf"))
             new_max = tl.maximum(row_max, tl.max(s, 1))
@@ -104,21 +107,17 @@ if triton is not None:
         base = qkv_ptr + offset
         grad_base = grad_qkv_ptr + offset
         out_base = image.to(tl.int64) * n_tokens * width + head * HEAD_DIM
-        k = tl.load(base + width + cols[:, None] * token_stride + dims[None, :], mask=col_ok[:, None],
-                    other=0.0)
-        v = tl.load(base + 2 * width + cols[:, None] * token_stride + dims[None, :], mask=col_ok[:, None],
-                    other=0.0)
+        k = _load_rows(base + width, cols, col_ok, token_stride, dims)
+        v = _load_rows(base + 2 * width, cols, col_ok, token_stride, dims)
         grad_k = tl.zeros((BLOCK_N, HEAD_DIM), dtype=tl.float32)
         grad_v = tl.zeros((BLOCK_N, HEAD_DIM), dtype=tl.float32)
 
         for start in range(0, n_tokens, BLOCK_M):
             rows = start + tl.arange(0, BLOCK_M)
             row_ok = rows < n_tokens
-            q = tl.load(base + rows[:, None] * token_stride + dims[None, :], mask=row_ok[:, None], other=0.0)
-            o = tl.load(out_ptr + out_base + rows[:, None] * width + dims[None, :], mask=row_ok[:, None],
-                        other=0.0)
-            do = tl.load(grad_out_ptr + out_base + rows[:, None] * width + dims[None, :],
-                         mask=row_ok[:, None], other=0.0)
+            q = _load_rows(base, rows, row_ok, token_stride, dims)
+            o = _load_rows(out_ptr + out_base, rows, row_ok, width, dims)
+            do = _load_rows(grad_out_ptr + out_base, rows, row_ok, width, dims)
             lse = tl.load(lse_ptr + image_head.to(tl.int64) * n_tokens + rows, mask=row_ok, other=0.0)
 
             s = tl.dot(q, tl.trans(k)) * (scale * 1.4426950408889634)
@@ -168,18 +167,15 @@ if triton is not None:
         own = block * BLOCK + tl.arange(0, BLOCK)
         own_ok = own < n_tokens
         # dK, dV of the keys in `own`
-        k = tl.load(base + width + own[:, None] * token_stride + dims[None, :], mask=own_ok[:, None],
-                    other=0.0)
-        v = tl.load(base + 2 * width + own[:, None] * token_stride + dims[None, :], mask=own_ok[:, None],
-                    other=0.0)
+        k = _load_rows(base + width, own, own_ok, token_stride, dims)
+        v = _load_rows(base + 2 * width, own, own_ok, token_stride, dims)
         grad_k = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
         grad_v = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
         for start in range(0, n_tokens, STEP):
             rows = start + tl.arange(0, STEP)
             row_ok = rows < n_tokens
-            q = tl.load(base + rows[:, None] * token_stride + dims[None, :], mask=row_ok[:, None], other=0.0)
-            do = tl.load(grad_out_ptr + out_base + rows[:, None] * width + dims[None, :],
-                         mask=row_ok[:, None], other=0.0)
+            q = _load_rows(base, rows, row_ok, token_stride, dims)
+            do = _load_rows(grad_out_ptr + out_base, rows, row_ok, width, dims)
             lse = tl.load(lse_base + rows, mask=row_ok, other=0.0)
             p = tl.exp2(tl.dot(q, tl.trans(k)) * log2_scale - lse[:, None])
             p = tl.where(row_ok[:, None] & own_ok[None, :], p, 0.0)  # (STEP, BLOCK)
@@ -193,19 +189,16 @@ if triton is not None:
                  grad_v.to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
 
         # dQ of the queries in `own` (new names: Triton loops may not change a variable's shape)
-        q_own = tl.load(base + own[:, None] * token_stride + dims[None, :], mask=own_ok[:, None], other=0.0)
-        do_own = tl.load(grad_out_ptr + out_base + own[:, None] * width + dims[None, :], mask=own_ok[:, None],
-                         other=0.0)
+        q_own = _load_rows(base, own, own_ok, token_stride, dims)
+        do_own = _load_rows(grad_out_ptr + out_base, own, own_ok, width, dims)
         lse_own = tl.load(lse_base + own, mask=own_ok, other=0.0)
         delta_own = tl.load(delta_base + own, mask=own_ok, other=0.0)
         grad_q = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
         for start in range(0, n_tokens, STEP):
             cols = start + tl.arange(0, STEP)
             col_ok = cols < n_tokens
-            k_step = tl.load(base + width + cols[:, None] * token_stride + dims[None, :],
-                             mask=col_ok[:, None], other=0.0)
-            v_step = tl.load(base + 2 * width + cols[:, None] * token_stride + dims[None, :],
-                             mask=col_ok[:, None], other=0.0)
+            k_step = _load_rows(base + width, cols, col_ok, token_stride, dims)
+            v_step = _load_rows(base + 2 * width, cols, col_ok, token_stride, dims)
             p_own = tl.exp2(tl.dot(q_own, tl.trans(k_step)) * log2_scale - lse_own[:, None])
             p_own = tl.where(own_ok[:, None] & col_ok[None, :], p_own, 0.0)  # (BLOCK, STEP)
             grad_s_own = p_own * (tl.dot(do_own, tl.trans(v_step)) - delta_own[:, None])
