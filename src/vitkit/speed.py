@@ -38,7 +38,7 @@ class SpeedOptions:
     patch_matmul: bool = False  # non-overlapping patch projection as reshape + one matmul
     fused_gelu: bool = False  # GELU's tanh form (the paper's code's; config.gelu), fused into fc1 for inference
     mlp_epilogues: bool = False  # training: the MLP's GELU and its gradient inside fc1/fc2's matmuls (cuBLASLt)
-    bias_grad: bool = False  # training: encoder linears' bias gradients by vitkit's column-sum kernel
+    bias_grad: bool = False  # training: encoder linears' bias gradients as cuBLAS GEMVs (ones @ grad)
     fp8: bool = False  # encoder linears as FP8 matmuls with dynamic scaling (torchao; Hopper or newer)
 
     def to_dict(self) -> dict:

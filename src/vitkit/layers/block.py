@@ -42,8 +42,9 @@ class Mlp(nn.Module):
             hidden = linear_gelu(x, self.fc1.weight, self.fc1.bias)
         else:
             hidden = self.act(self.fc1(x))
-        fc2 = bias_grad.linear(self.drop(hidden), self.fc2) if self.column_sum_bias_grad else self.fc2(self.drop(hidden))
-        return self.drop(fc2)
+        hidden = self.drop(hidden)
+        out = bias_grad.linear(hidden, self.fc2) if self.column_sum_bias_grad else self.fc2(hidden)
+        return self.drop(out)
 
 
 class DropPath(nn.Module):

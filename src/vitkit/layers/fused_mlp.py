@@ -47,7 +47,7 @@ class _TanhGeluMlp(torch.autograd.Function):
 def mlp_tanh_gelu(x: torch.Tensor, fc1: nn.Linear, fc2: nn.Linear, column_sums: bool = False) -> torch.Tensor:
     """fc2(gelu_tanh(fc1(x))) over the last dimension of x, trainable, fused where cuBLASLt runs.
 
-    column_sums: bias gradients from vitkit.layers.bias_grad's kernel rather than Inductor's sums.
+    column_sums: bias gradients from vitkit.layers.bias_grad's GEMV rather than Inductor's sums.
     """
     device = x.device.type
     rows = x.reshape(-1, x.shape[-1]).contiguous()
