@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -66,6 +66,13 @@ PY
       --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile \
       --speed bf16_residual,patch_matmul,fused_gelu,tile --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile ;;
+  round6-host)  # round 6: CIFAR-scale training, default compile and CUDA graphs (the H100 host-bound check)
+    for m in default reduce-overhead; do
+      run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile \
+        --compile-mode $m --speed bf16_residual,patch_matmul,fused_gelu,tile \
+        --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile \
+        --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile
+    done ;;
   round5-small)
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile \
       --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile ;;

@@ -45,18 +45,25 @@ class _Linear(torch.autograd.Function):
         return grad_x, grad.t() @ x, column_sum(grad)
 
 
-def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
-    """layer(x) over the last dimension of x, its bias gradient from `column_sum`.
+def apply_on_rows(function: type[torch.autograd.Function], x: torch.Tensor, tensors: tuple[torch.Tensor, ...],
+                  out_features: int, *args) -> torch.Tensor:
+    """function.apply(x as (rows, features), *tensors, *args), reshaped back to x's leading dimensions.
 
-    Under autocast the inputs are cast to the autocast dtype first, as `F.linear` would.
+    Under autocast x and `tensors` (weights, biases) are cast to the autocast dtype first, as
+    `F.linear` would, and the function runs with autocast off; gradients flow back through the casts.
     """
-    if layer.bias is None or not torch.is_grad_enabled():
-        return layer(x)
     device = x.device.type
-    tensors = (x.reshape(-1, x.shape[-1]), layer.weight, layer.bias)
+    inputs = (x.reshape(-1, x.shape[-1]).contiguous(), *tensors)
     if torch.is_autocast_enabled(device):
         dtype = torch.get_autocast_dtype(device)
-        tensors = tuple(t.to(dtype) for t in tensors)
+        inputs = tuple(t.to(dtype) for t in inputs)
     with torch.autocast(device, enabled=False):
-        out = _Linear.apply(*tensors)
-    return out.reshape(*x.shape[:-1], layer.out_features)
+        out = function.apply(*inputs, *args)
+    return out.reshape(*x.shape[:-1], out_features)
+
+
+def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """layer(x) over the last dimension of x, its bias gradient from `column_sum`."""
+    if layer.bias is None or not torch.is_grad_enabled():
+        return layer(x)
+    return apply_on_rows(_Linear, x, (layer.weight, layer.bias), layer.out_features)

@@ -13,7 +13,7 @@ Compiled without it, Inductor runs GELU forward and GELU backward as element-wis
 re-read the (tokens, 4 x width) hidden activation and gradient which a matmul has just written.
 
 Under autocast the inputs are cast to the autocast dtype first, as `F.linear` would; gradients flow
-back through those casts to fp32 parameters. Off the GPU the same autograd node runs on the
+back through those casts to fp32 parameters (vitkit.layers.bias_grad.apply_on_rows). Off the GPU the same autograd node runs on the
 reference maths of vitkit.layers.cublaslt, which is how CPU tests check the backward formulas.
 """
 
@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from vitkit.layers import cublaslt
-from vitkit.layers.bias_grad import column_sum
+from vitkit.layers.bias_grad import apply_on_rows, column_sum
+from vitkit.layers.linear_gelu import matmul_dtype
 
 
 class _TanhGeluMlp(torch.autograd.Function):
@@ -49,15 +50,8 @@ def mlp_tanh_gelu(x: torch.Tensor, fc1: nn.Linear, fc2: nn.Linear, column_sums: 
 
     column_sums: bias gradients from vitkit.layers.bias_grad's GEMV rather than Inductor's sums.
     """
-    device = x.device.type
-    rows = x.reshape(-1, x.shape[-1]).contiguous()
-    tensors = (rows, fc1.weight, fc1.bias, fc2.weight, fc2.bias)
-    if torch.is_autocast_enabled(device):
-        dtype = torch.get_autocast_dtype(device)
-        tensors = tuple(t.to(dtype) for t in tensors)
-    with torch.autocast(device, enabled=False):
-        out = _TanhGeluMlp.apply(*tensors, column_sums)
-    return out.reshape(*x.shape[:-1], fc2.out_features)
+    return apply_on_rows(_TanhGeluMlp, x, (fc1.weight, fc1.bias, fc2.weight, fc2.bias), fc2.out_features,
+                         column_sums)
 
 
 def applies(x: torch.Tensor) -> bool:
@@ -66,7 +60,4 @@ def applies(x: torch.Tensor) -> bool:
     Elsewhere (CPU, fp32, inference) the plain layers are as fast (Inductor fuses their element-wise
     work itself; inference has its own fused call, vitkit.layers.linear_gelu).
     """
-    if not x.is_cuda or not torch.is_grad_enabled():
-        return False
-    dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else x.dtype
-    return dtype in (torch.bfloat16, torch.float16)
+    return x.is_cuda and torch.is_grad_enabled() and matmul_dtype(x) in (torch.bfloat16, torch.float16)

@@ -12,9 +12,10 @@ transformers use the erf form. The two differ by less than 5e-4 (below bf16's ro
 activations), so the switch computes the tanh form on every path, fused or not, and a model keeps one
 function on GPU and CPU, in training and inference.
 
-Only inference is fused: the backward pass needs the pre-activation, which the epilogue does not
-keep, so with gradients on the layer is a plain matmul plus `gelu_tanh`, which Inductor fuses with the
-bias into one element-wise kernel. `gelu_tanh` writes 0.5 (1 + tanh(u)) as sigmoid(2u): the same
+Here only inference is fused: the backward pass needs the pre-activation, which this epilogue does
+not keep, so with gradients on the layer is a plain matmul plus `gelu_tanh`, which Inductor fuses
+with the bias into one element-wise kernel. (Speed option `mlp_epilogues` fuses training too, through
+the cuBLASLt epilogues that keep it: vitkit.layers.fused_mlp.) `gelu_tanh` writes 0.5 (1 + tanh(u)) as sigmoid(2u): the same
 function, but compiled the sigmoid is one fast exponential where tanh is a longer libdevice routine,
 and the element-wise GELU kernels are partly compute-bound (measured in docs/benchmarks.md section 9).
 """
@@ -46,6 +47,12 @@ def gelu_tanh_grad(x: torch.Tensor) -> torch.Tensor:
     return s + h * s * (1 - s) * _TWO_SQRT_2_OVER_PI * (1 + 3 * 0.044715 * h * h)
 
 
+def matmul_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a matmul on x runs in: the autocast dtype while autocast is on for x's device."""
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+
+
 def _fusable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                               or (bias is not None and bias.requires_grad))
@@ -59,7 +66,7 @@ def linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     """
     if not _fusable(x, weight, bias):
         return gelu_tanh(F.linear(x, weight, bias))
-    dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else x.dtype
+    dtype = matmul_dtype(x)
     rows = x.reshape(-1, x.shape[-1]).to(dtype)
     out = torch._addmm_activation(bias.to(dtype), rows, weight.to(dtype).t(), use_gelu=True)
     return out.reshape(*x.shape[:-1], weight.shape[0])
