@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-attention
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -73,10 +73,6 @@ PY
         --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile \
         --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile
     done ;;
-  round7-attention)  # round 7: the attention kernels with tail blocks: GPU tests, then launch sizes per shape
-    python3 -m pytest -q tests/test_tile_attention.py >"$OUT/gpu_test.txt" 2>&1; tail -n 3 "$OUT/gpu_test.txt"
-    python3 scripts/tile_attention_bench.py --cudnn-only b16_b256 cifar_scale_b512 speedrun_b256 >"$OUT/tile_bench.jsonl" 2>"$OUT/tile_bench.err"
-    cat "$OUT/tile_bench.jsonl"; tail -n 3 "$OUT/tile_bench.err" ;;
   round5-small)
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile \
       --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile ;;

@@ -3,7 +3,7 @@ projection: vitkit's Triton kernel (several launch configurations) against every
 backend with the transposes around it (compiled, as in the model), forward and forward +
 backward, bf16.
 
-    python scripts/tile_attention_bench.py [--cudnn-only] [SHAPE ...]   # default: all shapes and backends
+    python scripts/tile_attention_bench.py [SHAPE ...]   # default: all shapes below; one JSON line each
 
 Shapes: the speedrun model (101 tokens, 12 heads of 16) at batch 256, its 6-head variant, the
 CIFAR-scale model of the speed issue (65 tokens, 6 heads of 64) at batch 512, ViT-B/16 at batch 256.
@@ -56,27 +56,28 @@ def measure(fn, qkv: torch.Tensor, heads: int, backward: bool, compile: bool) ->
 
 
 def candidates_for(tokens: int) -> dict[str, dict]:
-    """Launch overrides to try (fields of tile_attention.Launch), by name; "_fwd_" ones time the forward
-    only, "_bwd_" ones forward + backward with the default forward."""
-    forward_sizes = [(64, 32, 4, None), (64, 64, 4, None), (32, 32, 4, None), (64, 32, 4, 3), (128, 32, 8, None)]
-    backward_sizes = [(64, 64, 4, None), (64, 32, 4, None), (32, 32, 4, None), (32, 64, 4, None), (128, 64, 8, None)]
-    if tokens <= 128:  # besides the one-tile kernels: streamed forward and split backward with tails
-        forward_sizes += [(32, 64, 4, None), (16, 64, 4, None), (64, 16, 4, None)]
-        backward_sizes += [(16, 64, 4, None), (64, 16, 4, None)]
-    forward = {f"tile_fwd_m{m}_n{n}_w{w}_s{st}": {"block_m": m, "block_n": n, "warps": w, "forward_stages": st}
-               for m, n, w, st in forward_sizes}
+    """Launch overrides to try (fields of tile_attention.Launch), by name."""
+    if tokens <= 128:  # one tile of all keys: query block and warps, both kernels
+        return {f"tile_m{m}_w{w}": {"block_m": m, "warps": w, "backward_block": m, "backward_warps": w}
+                for m, w in [(32, 4), (64, 4), (128, 4), (128, 8)]}
+    forward = {f"tile_fwd_m{m}_n{n}_w{w}_s{st}":
+               {"block_m": m, "block_n": n, "warps": w, "forward_stages": st}
+               for m, n, w, st in [(64, 32, 4, 1), (64, 32, 4, 2), (64, 32, 4, 3), (64, 32, 4, 4),
+                                   (64, 64, 4, 2), (64, 64, 4, 4), (32, 32, 4, 3), (128, 32, 4, 3),
+                                   (128, 32, 8, 2)]}
     backward = {f"tile_bwd_b{b}_s{t}_w{w}_st{st}":
-                {"split_backward": True, "backward_block": b, "backward_step": t, "backward_warps": w,
-                 "backward_stages": st} for b, t, w, st in backward_sizes}
-    return {"tile_notails": {"tails": False}} | forward | backward
+                {"backward_block": b, "backward_step": t, "backward_warps": w, "backward_stages": st}
+                for b, t, w, st in [(64, 64, 4, 3), (64, 64, 4, 1), (64, 64, 4, 2), (64, 64, 4, 4),
+                                    (128, 32, 8, 2), (64, 32, 4, 2), (128, 64, 8, 1), (128, 64, 8, 2)]}
+    return forward | backward
 
 
-def main(shapes: list[str], backends: dict) -> None:
+def main(shapes: list[str]) -> None:
     default_launch = ta.launch
     for shape in shapes:
         B, N, H, d = SHAPES[shape]
         qkv = torch.randn(B, N, 3 * H * d, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-        candidates = {f"sdpa_{name}": (sdpa_path(b), {}) for name, b in backends.items()}
+        candidates = {f"sdpa_{name}": (sdpa_path(b), {}) for name, b in BACKENDS.items()}
         candidates["tile_default"] = (ta.tile_attention, {})
         candidates["tile_compiled"] = (ta.tile_attention, {})  # inside torch.compile, as in the model
         candidates |= {name: (ta.tile_attention, override) for name, override in candidates_for(N).items()}
@@ -97,7 +98,4 @@ def main(shapes: list[str], backends: dict) -> None:
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    only_cudnn = "--cudnn-only" in args  # the fastest SDPA kernel as the reference, to save GPU time
-    shapes = [a for a in args if not a.startswith("--")] or list(SHAPES)
-    main(shapes, {"cudnn": BACKENDS["cudnn"]} if only_cudnn else BACKENDS)
+    main(sys.argv[1:] or list(SHAPES))

@@ -49,53 +49,39 @@ if triton is not None:
         return tl.load(ptr + rows[:, None] * row_stride + dims[None, :], mask=ok[:, None], other=0.0)
 
     @triton.jit
-    def _attend_keys(q, base, cols, n_tokens, width, token_stride, dims, scale2, row_max, row_sum, acc,
-                     MASKED: tl.constexpr):
-        """One step of the online softmax over the keys `cols` (inlined); returns the updated state."""
-        col_ok = cols < n_tokens
-        k = _load_rows(base + width, cols, col_ok, token_stride, dims)
-        v = _load_rows(base + 2 * width, cols, col_ok, token_stride, dims)
-        s = tl.dot(q, tl.trans(k)) * scale2  # (rows, len(cols)), base-2 logits
-        if MASKED:
-            s = tl.where(col_ok[None, :], s, float("-inf"))
-        new_max = tl.maximum(row_max, tl.max(s, 1))
-        rescale = tl.exp2(row_max - new_max)
-        p = tl.exp2(s - new_max[:, None])
-        row_sum = row_sum * rescale + tl.sum(p, 1)
-        acc = acc * rescale[:, None] + tl.dot(p.to(v.dtype), v)
-        return new_max, row_sum, acc
-
-    @triton.jit
-    def _tile_attention_forward_kernel(qkv_ptr, out_ptr, lse_ptr, first_row, n_tokens: tl.constexpr, scale,
+    def _tile_attention_forward_kernel(qkv_ptr, out_ptr, lse_ptr, n_tokens: tl.constexpr, scale,
                                        HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, TAIL_N: tl.constexpr):
-        """Program (block, image x head): queries first_row + block * BLOCK_M ... against every key, in
-        key blocks of BLOCK_N and, when BLOCK_N does not divide the tokens, one last block of TAIL_N."""
+                                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
         block = tl.program_id(0)
         image_head = tl.program_id(1)
         image = image_head // HEADS
         head = image_head % HEADS
         width = HEADS * HEAD_DIM
         token_stride = 3 * width  # qkv is (B, N, 3, heads, head_dim)
-        rows = first_row + block * BLOCK_M + tl.arange(0, BLOCK_M)
+        rows = block * BLOCK_M + tl.arange(0, BLOCK_M)
         dims = tl.arange(0, HEAD_DIM)
         row_ok = rows < n_tokens
 
         base = qkv_ptr + image.to(tl.int64) * n_tokens * token_stride + head * HEAD_DIM
         q = _load_rows(base, rows, row_ok, token_stride, dims)
-        scale2 = scale * 1.4426950408889634
         row_max = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
         row_sum = tl.zeros((BLOCK_M,), dtype=tl.float32)
         acc = tl.zeros((BLOCK_M, HEAD_DIM), dtype=tl.float32)
-        # Keys in blocks of BLOCK_N with an online softmax; when one block covers every key (short
-        # sequences) this is one pass and the rescaling multiplies by zero once.
-        for start in range(0, n_tokens // BLOCK_N * BLOCK_N, BLOCK_N):
-            row_max, row_sum, acc = _attend_keys(q, base, start + tl.arange(0, BLOCK_N), n_tokens, width,
-                                                 token_stride, dims, scale2, row_max, row_sum, acc, False)
-        if TAIL_N > 0:  # the rest of the keys in the smallest block that holds them
-            row_max, row_sum, acc = _attend_keys(q, base, n_tokens // BLOCK_N * BLOCK_N + tl.arange(0, TAIL_N),
-                                                 n_tokens, width, token_stride, dims, scale2, row_max, row_sum,
-                                                 acc, True)
+        # Keys in blocks of BLOCK_N with an online softmax; when BLOCK_N covers every key (short
+        # sequences) this is one pass and the rescaling below multiplies by zero once.
+        for start in range(0, n_tokens, BLOCK_N):
+            cols = start + tl.arange(0, BLOCK_N)
+            col_ok = cols < n_tokens
+            k = _load_rows(base + width, cols, col_ok, token_stride, dims)
+            v = _load_rows(base + 2 * width, cols, col_ok, token_stride, dims)
+            s = tl.dot(q, tl.trans(k)) * (scale * 1.4426950408889634)  # (BLOCK_M, BLOCK_N), base-2 logits
+            s = tl.where(col_ok[None, :], s, float("-inf"))
+            new_max = tl.maximum(row_max, tl.max(s, 1))
+            rescale = tl.exp2(row_max - new_max)
+            p = tl.exp2(s - new_max[:, None])
+            row_sum = row_sum * rescale + tl.sum(p, 1)
+            acc = acc * rescale[:, None] + tl.dot(p.to(v.dtype), v)
+            row_max = new_max
         o = acc / row_sum[:, None]  # (BLOCK_M, HEAD_DIM)
 
         out = out_ptr + image.to(tl.int64) * n_tokens * width + head * HEAD_DIM
@@ -153,44 +139,14 @@ if triton is not None:
                  grad_v.to(grad_qkv_ptr.dtype.element_ty), mask=col_ok[:, None])
 
     @triton.jit
-    def _key_grads_step(k, v, grad_k, grad_v, base, grad_out_base, lse_base, delta_base, rows, own_ok,
-                        n_tokens, width, token_stride, dims, log2_scale):
-        """dK, dV of the program's keys from the queries `rows` (inlined); returns the updated sums."""
-        row_ok = rows < n_tokens
-        q = _load_rows(base, rows, row_ok, token_stride, dims)
-        do = _load_rows(grad_out_base, rows, row_ok, width, dims)
-        lse = tl.load(lse_base + rows, mask=row_ok, other=0.0)
-        p = tl.exp2(tl.dot(q, tl.trans(k)) * log2_scale - lse[:, None])
-        p = tl.where(row_ok[:, None] & own_ok[None, :], p, 0.0)  # (len(rows), BLOCK)
-        grad_v += tl.dot(tl.trans(p.to(do.dtype)), do)
-        delta = tl.load(delta_base + rows, mask=row_ok, other=0.0)
-        grad_s = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
-        grad_k += tl.dot(tl.trans(grad_s.to(q.dtype)), q)
-        return grad_k, grad_v
-
-    @triton.jit
-    def _query_grad_step(q, do, lse, delta, grad_q, base, cols, own_ok, n_tokens, width, token_stride, dims,
-                         log2_scale):
-        """dQ of the program's queries from the keys `cols` (inlined); returns the updated sum."""
-        col_ok = cols < n_tokens
-        k = _load_rows(base + width, cols, col_ok, token_stride, dims)
-        v = _load_rows(base + 2 * width, cols, col_ok, token_stride, dims)
-        p = tl.exp2(tl.dot(q, tl.trans(k)) * log2_scale - lse[:, None])
-        p = tl.where(own_ok[:, None] & col_ok[None, :], p, 0.0)  # (BLOCK, len(cols))
-        grad_s = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
-        return grad_q + tl.dot(grad_s.to(k.dtype), k)
-
-    @triton.jit
     def _tile_attention_backward_split_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr,
-                                              delta_ptr, first_token,
+                                              delta_ptr,
                                               n_tokens: tl.constexpr, scale,
                                               HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                              BLOCK: tl.constexpr, STEP: tl.constexpr, TAIL: tl.constexpr):
+                                              BLOCK: tl.constexpr, STEP: tl.constexpr):
         """Backward for longer sequences (flash-attention-2 style): program `block` of an (image, head)
-        computes dK and dV of key block first_token + `block` looping over query blocks, then dQ of the
-        query block with the same tokens looping over key blocks, so no program holds all keys and no
-        dQ is summed atomically. The loops take blocks of STEP tokens and, when STEP does not divide the
-        tokens, one last block of TAIL (the smallest that holds the rest).
+        computes dK and dV of key block `block` looping over query blocks, then dQ of query block
+        `block` looping over key blocks, so no program holds all keys and no dQ is summed atomically.
         delta = rowsum(dO * O) comes precomputed (_tile_attention_delta_kernel): computed in the loop
         instead, the backward of a B/16 layer took 697 us instead of 605."""
         block = tl.program_id(0)
@@ -203,44 +159,50 @@ if triton is not None:
         offset = image.to(tl.int64) * n_tokens * token_stride + head * HEAD_DIM
         base = qkv_ptr + offset
         grad_base = grad_qkv_ptr + offset
-        grad_out_base = grad_out_ptr + image.to(tl.int64) * n_tokens * width + head * HEAD_DIM
+        out_base = image.to(tl.int64) * n_tokens * width + head * HEAD_DIM
         lse_base = lse_ptr + image_head.to(tl.int64) * n_tokens
         delta_base = delta_ptr + image_head.to(tl.int64) * n_tokens
         log2_scale = scale * 1.4426950408889634
-        full = n_tokens // STEP * STEP
 
-        own = first_token + block * BLOCK + tl.arange(0, BLOCK)
+        own = block * BLOCK + tl.arange(0, BLOCK)
         own_ok = own < n_tokens
         # dK, dV of the keys in `own`
         k = _load_rows(base + width, own, own_ok, token_stride, dims)
         v = _load_rows(base + 2 * width, own, own_ok, token_stride, dims)
         grad_k = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
         grad_v = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
-        for start in range(0, full, STEP):
-            grad_k, grad_v = _key_grads_step(k, v, grad_k, grad_v, base, grad_out_base, lse_base, delta_base,
-                                             start + tl.arange(0, STEP), own_ok, n_tokens, width, token_stride,
-                                             dims, log2_scale)
-        if TAIL > 0:
-            grad_k, grad_v = _key_grads_step(k, v, grad_k, grad_v, base, grad_out_base, lse_base, delta_base,
-                                             full + tl.arange(0, TAIL), own_ok, n_tokens, width, token_stride,
-                                             dims, log2_scale)
+        for start in range(0, n_tokens, STEP):
+            rows = start + tl.arange(0, STEP)
+            row_ok = rows < n_tokens
+            q = _load_rows(base, rows, row_ok, token_stride, dims)
+            do = _load_rows(grad_out_ptr + out_base, rows, row_ok, width, dims)
+            lse = tl.load(lse_base + rows, mask=row_ok, other=0.0)
+            p = tl.exp2(tl.dot(q, tl.trans(k)) * log2_scale - lse[:, None])
+            p = tl.where(row_ok[:, None] & own_ok[None, :], p, 0.0)  # (STEP, BLOCK)
+            grad_v += tl.dot(tl.trans(p.to(do.dtype)), do)
+            delta = tl.load(delta_base + rows, mask=row_ok, other=0.0)
+            grad_s = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
+            grad_k += tl.dot(tl.trans(grad_s.to(q.dtype)), q)
         tl.store(grad_base + width + own[:, None] * token_stride + dims[None, :],
                  (grad_k * scale).to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
         tl.store(grad_base + 2 * width + own[:, None] * token_stride + dims[None, :],
                  grad_v.to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
 
-        # dQ of the queries in `own`
-        q = _load_rows(base, own, own_ok, token_stride, dims)
-        do = _load_rows(grad_out_base, own, own_ok, width, dims)
-        lse = tl.load(lse_base + own, mask=own_ok, other=0.0)
-        delta = tl.load(delta_base + own, mask=own_ok, other=0.0)
+        # dQ of the queries in `own` (new names: Triton loops may not change a variable's shape)
+        q_own = _load_rows(base, own, own_ok, token_stride, dims)
+        do_own = _load_rows(grad_out_ptr + out_base, own, own_ok, width, dims)
+        lse_own = tl.load(lse_base + own, mask=own_ok, other=0.0)
+        delta_own = tl.load(delta_base + own, mask=own_ok, other=0.0)
         grad_q = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
-        for start in range(0, full, STEP):
-            grad_q = _query_grad_step(q, do, lse, delta, grad_q, base, start + tl.arange(0, STEP), own_ok,
-                                      n_tokens, width, token_stride, dims, log2_scale)
-        if TAIL > 0:
-            grad_q = _query_grad_step(q, do, lse, delta, grad_q, base, full + tl.arange(0, TAIL), own_ok,
-                                      n_tokens, width, token_stride, dims, log2_scale)
+        for start in range(0, n_tokens, STEP):
+            cols = start + tl.arange(0, STEP)
+            col_ok = cols < n_tokens
+            k_step = _load_rows(base + width, cols, col_ok, token_stride, dims)
+            v_step = _load_rows(base + 2 * width, cols, col_ok, token_stride, dims)
+            p_own = tl.exp2(tl.dot(q_own, tl.trans(k_step)) * log2_scale - lse_own[:, None])
+            p_own = tl.where(own_ok[:, None] & col_ok[None, :], p_own, 0.0)  # (BLOCK, STEP)
+            grad_s_own = p_own * (tl.dot(do_own, tl.trans(v_step)) - delta_own[:, None])
+            grad_q += tl.dot(grad_s_own.to(k_step.dtype), k_step)
         tl.store(grad_base + own[:, None] * token_stride + dims[None, :],
                  (grad_q * scale).to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
 
@@ -291,28 +253,6 @@ class Launch(NamedTuple):
     backward_warps: int
     forward_stages: int | None = None  # software-pipelining depth (None: Triton's default)
     backward_stages: int | None = None
-    tails: bool = True  # the last, partial block of tokens as the smallest block holding it, not a full one
-
-
-def tail_block(n_tokens: int, block: int, tails: bool = True) -> int:
-    """Tokens in the last block when blocks of `block` tile n_tokens: 0 when they divide it, else the
-    smallest power of two (>= 16, tl.dot's minimum) holding the rest, or a full block without tails.
-
-    ViT-B/16's 197 tokens in blocks of 64 leave 5: a last block of 16 rather than 64 makes the padded
-    problem 208 x 208 instead of 256 x 256; the CIFAR-scale model's 65 tokens become 80 instead of 128.
-    """
-    rest = n_tokens % block
-    if rest == 0:
-        return 0
-    return max(16, triton.next_power_of_2(rest)) if tails else block
-
-
-def token_blocks(n_tokens: int, block: int, tails: bool = True) -> list[tuple[int, int, int]]:
-    """(first token, block size, number of blocks) of each launch that covers n_tokens in blocks."""
-    full, tail = n_tokens // block, tail_block(n_tokens, block, tails)
-    if tail == block:
-        return [(0, block, full + 1)]
-    return [(0, block, full)] * (full > 0) + [(full * block, tail, 1)] * (tail > 0)
 
 
 def launch(n_tokens: int, head_dim: int) -> Launch:
@@ -349,12 +289,11 @@ def _forward(qkv: torch.Tensor, num_heads: int, scale: float) -> tuple[torch.Ten
     out = qkv.new_empty(batch, n_tokens, num_heads * head_dim)  # (B, N, heads * head_dim)
     lse = torch.empty(batch, num_heads, n_tokens, device=qkv.device, dtype=torch.float32)
     cfg = launch(n_tokens, head_dim)
+    grid = (triton.cdiv(n_tokens, cfg.block_m), batch * num_heads)
     stages = {} if cfg.forward_stages is None else {"num_stages": cfg.forward_stages}
-    key_tail = tail_block(n_tokens, cfg.block_n, cfg.tails)
-    for first, block, count in token_blocks(n_tokens, cfg.block_m, cfg.tails):
-        _tile_attention_forward_kernel[(count, batch * num_heads)](
-            qkv, out, lse, first, n_tokens, scale, HEADS=num_heads, HEAD_DIM=head_dim, BLOCK_M=block,
-            BLOCK_N=cfg.block_n, TAIL_N=key_tail, num_warps=cfg.warps, **stages)
+    _tile_attention_forward_kernel[grid](qkv, out, lse, n_tokens, scale, HEADS=num_heads, HEAD_DIM=head_dim,
+                                         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.warps,
+                                         **stages)
     return out, lse
 
 
@@ -370,12 +309,11 @@ def _backward(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse:
         n_rows, rows = batch * n_tokens * num_heads, 64
         _tile_attention_delta_kernel[(triton.cdiv(n_rows, rows),)](
             out, grad_out, delta, n_rows, HEADS=num_heads, HEAD_DIM=head_dim, n_tokens=n_tokens, ROWS=rows)
-        step_tail = tail_block(n_tokens, cfg.backward_step, cfg.tails)
-        for first, block, count in token_blocks(n_tokens, cfg.backward_block, cfg.tails):
-            _tile_attention_backward_split_kernel[(count, batch * num_heads)](
-                qkv, out, grad_out, lse, grad_qkv, delta, first, n_tokens, scale, HEADS=num_heads,
-                HEAD_DIM=head_dim, BLOCK=block, STEP=cfg.backward_step, TAIL=step_tail,
-                num_warps=cfg.backward_warps, **stages)
+        grid = (triton.cdiv(n_tokens, cfg.backward_block), batch * num_heads)
+        _tile_attention_backward_split_kernel[grid](qkv, out, grad_out, lse, grad_qkv, delta, n_tokens, scale,
+                                                    HEADS=num_heads, HEAD_DIM=head_dim,
+                                                    BLOCK=cfg.backward_block, STEP=cfg.backward_step,
+                                                    num_warps=cfg.backward_warps, **stages)
     else:
         _tile_attention_backward_kernel[(batch * num_heads,)](qkv, out, grad_out, lse, grad_qkv, n_tokens,
                                                               scale, HEADS=num_heads, HEAD_DIM=head_dim,
