@@ -25,10 +25,10 @@ def randomize(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def compiled_bf16_twins(speed: str, adjust_reference=None, **shape):
-    """Two copies of one random model on the GPU, the reference with `bf16_residual` only and the other
-    with `speed` too, each run once through a compiled bf16 forward and backward. Returns (reference,
-    other), their gradients filled, for GPU tests of speed switches."""
+def compiled_bf16_twins(speed: str, adjust_reference=None, reference_speed: str = "", **shape):
+    """Two copies of one random model on the GPU, the reference with `bf16_residual` (and `reference_speed`)
+    and the other with `speed` too, each run once through a compiled bf16 forward and backward. Returns
+    (reference, other), their gradients filled, for GPU tests of speed switches."""
     from vitkit.speed import SpeedOptions, configure
     from vitkit.variants import create_model
 
@@ -39,7 +39,7 @@ def compiled_bf16_twins(speed: str, adjust_reference=None, **shape):
     other = create_model("vit_ti16", **shape).cuda()
     other.load_state_dict(reference.state_dict())
     configure(other, SpeedOptions.parse(f"{speed},bf16_residual"))
-    configure(reference, SpeedOptions.parse("bf16_residual"))
+    configure(reference, SpeedOptions.parse(f"{reference_speed},bf16_residual"))
     x = torch.randn(64, 3, *reference.config.img_size, device="cuda")
     torch._dynamo.reset()  # static shapes: earlier tests' shapes would make this compile dynamic
     for model in (reference, other):

@@ -17,7 +17,7 @@ from torch.nn.attention import SDPBackend
 
 from vitkit.layers import tile_attention
 from vitkit.layers.attention import Attention
-from vitkit.layers.block import Mlp
+from vitkit.layers.block import Block, Mlp
 
 BACKENDS = {
     "flash": [SDPBackend.FLASH_ATTENTION],
@@ -27,7 +27,7 @@ BACKENDS = {
 }
 
 
-SWITCHES = ("bf16_residual", "patch_matmul", "fused_gelu", "mlp_epilogues", "bias_grad", "fp8")
+SWITCHES = ("bf16_residual", "patch_matmul", "fused_gelu", "mlp_epilogues", "bias_grad", "fold_norm", "fp8")
 
 
 @dataclass
@@ -39,6 +39,7 @@ class SpeedOptions:
     fused_gelu: bool = False  # GELU's tanh form (the paper's code's; config.gelu), fused into fc1 for inference
     mlp_epilogues: bool = False  # training: the MLP's GELU and its gradient inside fc1/fc2's matmuls (cuBLASLt)
     bias_grad: bool = False  # training: encoder linears' bias gradients as cuBLAS GEMVs (ones @ grad)
+    fold_norm: bool = False  # training: LayerNorm affines folded into qkv/fc1 (no token sums in backward)
     fp8: bool = False  # encoder linears as FP8 matmuls with dynamic scaling (torchao; Hopper or newer)
 
     def to_dict(self) -> dict:
@@ -66,7 +67,7 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
     backends = BACKENDS.get(options.attention)
     if not hasattr(model, "patch_embed"):  # a ResNet: no attention, no token stream
         if (options.bf16_residual or options.patch_matmul or options.fused_gelu or options.mlp_epilogues
-                or options.bias_grad or options.fp8 or options.attention != "auto"):
+                or options.bias_grad or options.fold_norm or options.fp8 or options.attention != "auto"):
             raise ValueError(f"speed options {options.to_dict()} apply to ViTs only, not to {type(model).__name__}")
         return model
     if options.mlp_epilogues and not options.fused_gelu:
@@ -74,6 +75,9 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
     if options.fp8 and (options.fused_gelu or options.bias_grad):
         raise ValueError("speed option fp8 replaces the linear layers that fused_gelu and bias_grad change: "
                          "use fp8 without them")
+    if options.fp8 and options.fold_norm:
+        raise ValueError("speed option fold_norm feeds qkv and fc1 folded weights, bypassing the "
+                         "Float8Linear layers that fp8 puts there: use fp8 without fold_norm")
     if options.attention == "tile":
         check_tile_attention(model)
     for module in model.modules():
@@ -86,6 +90,8 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
             module.column_sum_bias_grad = options.bias_grad
             if options.fused_gelu:
                 module.use_tanh_gelu()
+        elif isinstance(module, Block):
+            module.fold_norm = options.fold_norm
     if options.fused_gelu:  # part of the function: checkpoints record it, so evaluation computes the same
         model.config = model.config.replace(gelu="tanh")  # a copy: the config may be shared with other models
     model.residual_dtype = torch.bfloat16 if options.bf16_residual else None

@@ -1,7 +1,7 @@
 """Bias gradients at memory speed (speed option `bias_grad`).
 
 `column_sum(g)`: the column sums of a (tokens, features) gradient, a linear layer's bias gradient.
-`linear(x, layer)`: a linear layer whose backward pass takes its bias gradient from `column_sum`.
+`linear(x, weight, bias)`: a linear layer whose backward pass takes its bias gradient from `column_sum`.
 
 Why: in a compiled ViT-B/16 training step Inductor computes the bias gradients (sums over 50,432
 tokens of a bf16 (tokens, 768..3072) gradient) as reductions that reach 0.9-2.0 TB/s on an H200.
@@ -13,7 +13,7 @@ dropped). It accumulates in fp32 and rounds once, as `sum` does. Off the GPU it 
 from __future__ import annotations
 
 import torch
-from torch import nn
+import torch.nn.functional as F
 
 
 @torch.library.custom_op("vitkit::column_sum", mutates_args=())
@@ -62,8 +62,8 @@ def apply_on_rows(function: type[torch.autograd.Function], x: torch.Tensor, tens
     return out.reshape(*x.shape[:-1], out_features)
 
 
-def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
-    """layer(x) over the last dimension of x, its bias gradient from `column_sum`."""
-    if layer.bias is None or not torch.is_grad_enabled():
-        return layer(x)
-    return apply_on_rows(_Linear, x, (layer.weight, layer.bias), layer.out_features)
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """F.linear(x, weight, bias) over the last dimension of x, its bias gradient from `column_sum`."""
+    if bias is None or not torch.is_grad_enabled():
+        return F.linear(x, weight, bias)
+    return apply_on_rows(_Linear, x, (weight, bias), weight.shape[0])

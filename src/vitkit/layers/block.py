@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vitkit.layers import bias_grad, fused_mlp
 from vitkit.layers.attention import Attention
 from vitkit.layers.linear_gelu import linear_gelu
-from vitkit.layers.norm import LayerNorm
+from vitkit.layers.norm import LayerNorm, fold_affine
 
 
 class Mlp(nn.Module):
@@ -34,16 +35,21 @@ class Mlp(nn.Module):
         self.tanh_gelu = True
         self.act = nn.GELU(approximate="tanh")  # says what forward computes; linear_gelu computes it
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, affine: LayerNorm | None = None) -> torch.Tensor:
+        """affine: the LayerNorm whose affine x still lacks (x = affine.normalize(...)), folded into fc1."""
+        fc1 = self.fc1
+        w1, b1 = (fc1.weight, fc1.bias) if affine is None else fold_affine(affine, fc1.weight, fc1.bias)
         if self.epilogues and self.tanh_gelu and fused_mlp.applies(x) and not (self.training and self.drop.p > 0):
             # training on CUDA: GELU and its backward inside the matmuls (vitkit.layers.fused_mlp)
-            return fused_mlp.mlp_tanh_gelu(x, self.fc1, self.fc2, column_sums=self.column_sum_bias_grad)
+            return fused_mlp.mlp_tanh_gelu(x, w1, b1, self.fc2.weight, self.fc2.bias,
+                                           column_sums=self.column_sum_bias_grad)
         if self.tanh_gelu:
-            hidden = linear_gelu(x, self.fc1.weight, self.fc1.bias)
-        else:
-            hidden = self.act(self.fc1(x))
+            hidden = linear_gelu(x, w1, b1)
+        else:  # fc1's own forward unless folded: speed option fp8 replaces it
+            hidden = self.act(fc1(x) if affine is None else F.linear(x, w1, b1))
         hidden = self.drop(hidden)
-        out = bias_grad.linear(hidden, self.fc2) if self.column_sum_bias_grad else self.fc2(hidden)
+        out = (bias_grad.linear(hidden, self.fc2.weight, self.fc2.bias) if self.column_sum_bias_grad
+               else self.fc2(hidden))
         return self.drop(out)
 
 
@@ -79,8 +85,14 @@ class Block(nn.Module):
         self.norm2 = LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, mlp_dim, dropout=dropout, gelu=gelu)
         self.drop_path2 = DropPath(drop_path)
+        self.fold_norm = False  # speed option fold_norm: the norms' affines inside qkv and fc1 when training
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fold_norm and torch.is_grad_enabled():
+            # gamma's and beta's gradients then come from weight-sized tensors, not sums over tokens
+            # (vitkit.layers.norm); inference gains nothing from it and keeps the plain path
+            x = x + self.drop_path1(self.attn(self.norm1.normalize(x), affine=self.norm1)[0])
+            return x + self.drop_path2(self.mlp(self.norm2.normalize(x), affine=self.norm2))
         x = x + self.drop_path1(self.attn(self.norm1(x))[0])
         return x + self.drop_path2(self.mlp(self.norm2(x)))
 

@@ -1,6 +1,6 @@
 """The MLP as one autograd node on cuBLASLt epilogues (speed option `mlp_epilogues`).
 
-`mlp_tanh_gelu(x, fc1, fc2)` computes fc2(gelu_tanh(fc1(x))) so that GELU and its gradient happen
+`mlp_tanh_gelu(x, w1, b1, w2, b2)` computes fc2(gelu_tanh(fc1(x))) so that GELU and its gradient happen
 inside the matmuls next to them:
 
     forward:  g, pre = gelu(x W1^T + b1), x W1^T + b1      one matmul (GELU_AUX_BIAS)
@@ -20,7 +20,6 @@ reference maths of vitkit.layers.cublaslt, which is how CPU tests check the back
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from vitkit.layers import cublaslt
 from vitkit.layers.bias_grad import apply_on_rows, column_sum
@@ -45,13 +44,15 @@ class _TanhGeluMlp(torch.autograd.Function):
         return grad_x, grad_pre.t() @ x, bias_grad(grad_pre), grad.t() @ hidden, bias_grad(grad), None
 
 
-def mlp_tanh_gelu(x: torch.Tensor, fc1: nn.Linear, fc2: nn.Linear, column_sums: bool = False) -> torch.Tensor:
-    """fc2(gelu_tanh(fc1(x))) over the last dimension of x, trainable, fused where cuBLASLt runs.
+def mlp_tanh_gelu(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
+                  column_sums: bool = False) -> torch.Tensor:
+    """gelu_tanh(x w1^T + b1) w2^T + b2 over the last dimension of x, trainable, fused where cuBLASLt runs.
 
-    column_sums: bias gradients from vitkit.layers.bias_grad's GEMV rather than Inductor's sums.
+    Weights are (out, in) as in nn.Linear; tensors rather than layers, so fc1's may come folded with
+    a LayerNorm's affine (speed option fold_norm). column_sums: bias gradients from
+    vitkit.layers.bias_grad's GEMV rather than Inductor's sums.
     """
-    return apply_on_rows(_TanhGeluMlp, x, (fc1.weight, fc1.bias, fc2.weight, fc2.bias), fc2.out_features,
-                         column_sums)
+    return apply_on_rows(_TanhGeluMlp, x, (w1, b1, w2, b2), w2.shape[0], column_sums)
 
 
 def applies(x: torch.Tensor) -> bool:
