@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -73,6 +73,13 @@ PY
         --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile \
         --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile
     done ;;
+  round7-fold)  # round 7: fold_norm (and the class-token-only final norm) on B/16 and CIFAR-scale training
+    python3 -m pytest -q tests/test_fold_norm.py tests/test_model.py tests/test_fused_mlp.py >"$OUT/gpu_test.txt" 2>&1; tail -n 2 "$OUT/gpu_test.txt"
+    R6=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile
+    run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --speed $R6 --speed $R6,fold_norm
+    S=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile
+    run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile \
+      --speed $S --speed $S,fold_norm --speed $S,bias_grad,fold_norm ;;
   round5-small)
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile \
       --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile ;;

@@ -47,6 +47,21 @@ def test_gap_pools_the_mean_of_normed_patch_tokens():
     assert torch.allclose(m(x), m.forward_features(x).mean(1), atol=1e-6)
 
 
+@pytest.mark.parametrize("pool", ["cls", "gap"])
+def test_forward_gives_the_head_of_the_normed_features_and_their_gradients(pool):
+    # forward norms only the class token (the head reads nothing else); it must match norming all
+    m = randomize(tiny(pool=pool)).double()
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    m(x).sin().sum().backward()
+    fast = {n: p.grad.clone() for n, p in m.named_parameters()}
+    m.zero_grad()
+    logits = m.forward_head(m.forward_features(x))
+    logits.sin().sum().backward()
+    assert torch.allclose(m(x), logits, atol=1e-12)
+    for name, p in m.named_parameters():
+        assert torch.allclose(fast[name], p.grad, atol=1e-12), name
+
+
 def test_positions_matter_only_when_present():
     x = torch.randn(1, 3, 32, 32)
     perm = x.reshape(1, 3, 2, 16, 2, 16)[:, :, [1, 0]].reshape(1, 3, 32, 32)  # swap patch rows

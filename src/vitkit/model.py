@@ -137,12 +137,16 @@ class VisionTransformer(nn.Module):
             x = x.to(self.residual_dtype)  # only under autocast, where every matmul takes bf16
         return self.pos_drop(x)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, prefix + N, D) tokens after the final LayerNorm."""
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, prefix + N, D) tokens out of the last block, before the final LayerNorm."""
         x = self.embed(x)
         for block in self.blocks:
             x = run_block(block, x, self.grad_checkpointing)
-        return self.norm(x)
+        return x
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, prefix + N, D) tokens after the final LayerNorm."""
+        return self.norm(self.encode(x))
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, prefix + N, D) -> (B, D): the class token, or the mean of the patch tokens."""
@@ -156,7 +160,12 @@ class VisionTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) images -> (B, num_classes) logits (eq. 4 plus the head)."""
-        return self.forward_head(self.forward_features(x))
+        tokens = self.encode(x)
+        if self.config.pool == "cls":
+            # LayerNorm works token by token and the head reads only the class token, so norm that
+            # alone: the same logits without a forward and backward pass over every token
+            tokens = tokens[:, :1]
+        return self.forward_head(self.norm(tokens))
 
     def forward_intermediates(self, x: torch.Tensor, blocks: Sequence[int] | None = None,
                               norm: bool = False) -> dict[int, torch.Tensor]:
