@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-qkv-bias
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -80,28 +80,6 @@ PY
     S=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile \
       --speed $S --speed $S,fold_norm --speed $S,bias_grad,fold_norm ;;
-  round7-qkv-bias)  # round 7: qkv's bias gradient from the attention backward kernel, on and off in one process
-    python3 -m pytest -q tests/test_tile_attention.py tests/test_fold_norm.py tests/test_fused_mlp.py >"$OUT/gpu_test.txt" 2>&1; tail -n 2 "$OUT/gpu_test.txt"
-    python3 - <<'PY' | tee -a "$OUT/qkv_bias.jsonl"
-import json, torch
-from vitkit.bench import bench_one, matmul_ceiling_tflops
-from vitkit.layers import tile_attention
-from vitkit.variants import model_config
-dev, ceiling = torch.device("cuda"), matmul_ceiling_tflops(torch.device("cuda"))
-applies = tile_attention.applies_to_input
-shapes = {"vit_b16": (model_config("vit_b16", img_size=224), 256, "bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm"),
-          "cifar_scale": (model_config("vit_s4", img_size=32, depth=7, num_classes=10), 512,
-                          "bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm")}
-for name, (config, batch, speed) in shapes.items():
-    runs = [("timm", "", True), ("vitkit", speed, True), ("vitkit", speed, False)]
-    if name == "cifar_scale":
-        runs.append(("vitkit", speed.replace("bias_grad,", ""), True))
-    for impl, spd, projected in runs:
-        tile_attention.applies_to_input = applies if projected else (lambda *a: False)
-        row = bench_one(impl, config, "train", batch, dev, True, ceiling, 5, 10, 5, spd, None).to_dict()
-        print(json.dumps({**row, "shape": name, "speed": spd, "qkv_bias_from_kernel": projected and "bias_grad" in spd}), flush=True)
-PY
-    ;;
   round5-small)
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile \
       --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile ;;

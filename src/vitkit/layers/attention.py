@@ -39,15 +39,8 @@ class Attention(nn.Module):
         affine: the LayerNorm whose affine x still lacks (x = affine.normalize(...)), folded into qkv.
         """
         B, N, D = x.shape
-        dropout_p = self.attn_dropout if self.training else 0.0
-        if (self.tile_kernel and self.column_sum_bias_grad and not need_weights and self.qkv.bias is not None
-                and torch.is_grad_enabled() and tile_attention.applies_to_input(x, self.head_dim, dropout_p)):
-            # the QKV projection and the kernel as one autograd node: qkv's bias gradient comes out of
-            # the attention backward kernel (vitkit.layers.tile_attention.projected_tile_attention)
-            out = tile_attention.projected_tile_attention(x, *self._weights(self.qkv, affine), self.num_heads,
-                                                          self.scale)
-            return self.proj_drop(self._linear(out, self.proj)), None
         qkv = self._linear(x, self.qkv, affine)  # (B, N, 3 * D), laid out as (B, N, 3, heads, head_dim)
+        dropout_p = self.attn_dropout if self.training else 0.0
         if self.tile_kernel and not need_weights and tile_attention.applies(qkv, self.head_dim, dropout_p):
             out = tile_attention.tile_attention(qkv, self.num_heads, self.scale)  # (B, N, D), no transposes
             return self.proj_drop(self._linear(out, self.proj)), None
@@ -71,10 +64,7 @@ class Attention(nn.Module):
     def _linear(self, x: torch.Tensor, layer: nn.Linear, affine: LayerNorm | None = None) -> torch.Tensor:
         if affine is None and not self.column_sum_bias_grad:
             return layer(x)  # the module's own forward, which speed option fp8 replaces
-        weight, bias = self._weights(layer, affine)
+        weight, bias = layer.weight, layer.bias
+        if affine is not None:
+            weight, bias = fold_affine(affine, weight, bias)
         return bias_grad.linear(x, weight, bias) if self.column_sum_bias_grad else F.linear(x, weight, bias)
-
-    @staticmethod
-    def _weights(layer: nn.Linear, affine: LayerNorm | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The layer's (weight, bias), with the affine of a norm before it folded in (speed option fold_norm)."""
-        return (layer.weight, layer.bias) if affine is None else fold_affine(affine, layer.weight, layer.bias)

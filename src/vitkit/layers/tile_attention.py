@@ -33,9 +33,6 @@ from typing import NamedTuple
 
 import torch
 
-from vitkit.layers.bias_grad import apply_on_rows
-from vitkit.layers.linear_gelu import matmul_dtype
-
 try:
     import triton
     import triton.language as tl
@@ -50,13 +47,6 @@ if triton is not None:
     def _load_rows(ptr, rows, ok, row_stride, dims):
         """(len(rows), len(dims)) tile of a row-major matrix, zeros where `ok` is False (inlined)."""
         return tl.load(ptr + rows[:, None] * row_stride + dims[None, :], mask=ok[:, None], other=0.0)
-
-    @triton.jit
-    def _store_sums(sums_ptr, slot, n_slots, image, part, head, width, dims, total, HEAD_DIM: tl.constexpr):
-        """A (HEAD_DIM,) token sum of dQ (part 0), dK (1) or dV (2) into its place of the
-        (B, n_slots, 3, heads, head_dim) partial bias gradient (inlined)."""
-        tl.store(sums_ptr + ((image.to(tl.int64) * n_slots + slot) * 3 + part) * width + head * HEAD_DIM + dims,
-                 total)
 
     @triton.jit
     def _tile_attention_forward_kernel(qkv_ptr, out_ptr, lse_ptr, n_tokens: tl.constexpr, scale,
@@ -100,12 +90,10 @@ if triton is not None:
         tl.store(lse_ptr + image_head.to(tl.int64) * n_tokens + rows, row_max + tl.log2(row_sum), mask=row_ok)
 
     @triton.jit
-    def _tile_attention_backward_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, sums_ptr,
+    def _tile_attention_backward_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr,
                                         n_tokens: tl.constexpr, scale,
                                         HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SUMS: tl.constexpr):
-        """One program per (image, head) holding every key. With SUMS it also writes the token sums of
-        dQ, dK, dV (the QKV projection's bias gradient, per image) to sums_ptr."""
+                                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
         image_head = tl.program_id(0)
         image = image_head // HEADS
         head = image_head % HEADS
@@ -123,7 +111,6 @@ if triton is not None:
         v = _load_rows(base + 2 * width, cols, col_ok, token_stride, dims)
         grad_k = tl.zeros((BLOCK_N, HEAD_DIM), dtype=tl.float32)
         grad_v = tl.zeros((BLOCK_N, HEAD_DIM), dtype=tl.float32)
-        grad_q_sum = tl.zeros((HEAD_DIM,), dtype=tl.float32)
 
         for start in range(0, n_tokens, BLOCK_M):
             rows = start + tl.arange(0, BLOCK_M)
@@ -141,17 +128,11 @@ if triton is not None:
             delta = tl.sum(do.to(tl.float32) * o.to(tl.float32), 1)  # rowsum(dO * O) = rowsum(P * dP)
             grad_s = p * (grad_p - delta[:, None])
             grad_q = tl.dot(grad_s.to(k.dtype), k) * scale
-            if SUMS:
-                grad_q_sum += tl.sum(grad_q, 0)
             tl.store(grad_base + rows[:, None] * token_stride + dims[None, :],
                      grad_q.to(grad_qkv_ptr.dtype.element_ty), mask=row_ok[:, None])
             grad_k += tl.dot(tl.trans(grad_s.to(q.dtype)), q)
 
         grad_k = grad_k * scale
-        if SUMS:  # padded rows and columns hold zeros, so they add nothing
-            _store_sums(sums_ptr, 0, 1, image, 0, head, width, dims, grad_q_sum, HEAD_DIM)
-            _store_sums(sums_ptr, 0, 1, image, 1, head, width, dims, tl.sum(grad_k, 0), HEAD_DIM)
-            _store_sums(sums_ptr, 0, 1, image, 2, head, width, dims, tl.sum(grad_v, 0), HEAD_DIM)
         tl.store(grad_base + width + cols[:, None] * token_stride + dims[None, :],
                  grad_k.to(grad_qkv_ptr.dtype.element_ty), mask=col_ok[:, None])
         tl.store(grad_base + 2 * width + cols[:, None] * token_stride + dims[None, :],
@@ -159,16 +140,15 @@ if triton is not None:
 
     @triton.jit
     def _tile_attention_backward_split_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr,
-                                              delta_ptr, sums_ptr,
+                                              delta_ptr,
                                               n_tokens: tl.constexpr, scale,
                                               HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                              BLOCK: tl.constexpr, STEP: tl.constexpr, SUMS: tl.constexpr):
+                                              BLOCK: tl.constexpr, STEP: tl.constexpr):
         """Backward for longer sequences (flash-attention-2 style): program `block` of an (image, head)
         computes dK and dV of key block `block` looping over query blocks, then dQ of query block
         `block` looping over key blocks, so no program holds all keys and no dQ is summed atomically.
         delta = rowsum(dO * O) comes precomputed (_tile_attention_delta_kernel): computed in the loop
-        instead, the backward of a B/16 layer took 697 us instead of 605. With SUMS, program `block`
-        also writes the token sums of its dQ, dK, dV rows to slot `block` of sums_ptr."""
+        instead, the backward of a B/16 layer took 697 us instead of 605."""
         block = tl.program_id(0)
         image_head = tl.program_id(1)
         image = image_head // HEADS
@@ -203,13 +183,8 @@ if triton is not None:
             delta = tl.load(delta_base + rows, mask=row_ok, other=0.0)
             grad_s = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
             grad_k += tl.dot(tl.trans(grad_s.to(q.dtype)), q)
-        grad_k = grad_k * scale
-        if SUMS:
-            n_slots = tl.num_programs(0)
-            _store_sums(sums_ptr, block, n_slots, image, 1, head, width, dims, tl.sum(grad_k, 0), HEAD_DIM)
-            _store_sums(sums_ptr, block, n_slots, image, 2, head, width, dims, tl.sum(grad_v, 0), HEAD_DIM)
         tl.store(grad_base + width + own[:, None] * token_stride + dims[None, :],
-                 grad_k.to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
+                 (grad_k * scale).to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
         tl.store(grad_base + 2 * width + own[:, None] * token_stride + dims[None, :],
                  grad_v.to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
 
@@ -228,12 +203,8 @@ if triton is not None:
             p_own = tl.where(own_ok[:, None] & col_ok[None, :], p_own, 0.0)  # (BLOCK, STEP)
             grad_s_own = p_own * (tl.dot(do_own, tl.trans(v_step)) - delta_own[:, None])
             grad_q += tl.dot(grad_s_own.to(k_step.dtype), k_step)
-        grad_q = grad_q * scale
-        if SUMS:
-            _store_sums(sums_ptr, block, tl.num_programs(0), image, 0, head, width, dims, tl.sum(grad_q, 0),
-                        HEAD_DIM)
         tl.store(grad_base + own[:, None] * token_stride + dims[None, :],
-                 grad_q.to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
+                 (grad_q * scale).to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
 
 
 if triton is not None:
@@ -268,12 +239,6 @@ def applies(qkv: torch.Tensor, head_dim: int, dropout_p: float) -> bool:
     """Whether this call can take the kernel: CUDA, half precision, short sequence, no dropout."""
     return (triton is not None and qkv.is_cuda and qkv.dtype in (torch.bfloat16, torch.float16)
             and dropout_p == 0.0 and shape_fits(qkv.shape[1], head_dim))
-
-
-def applies_to_input(x: torch.Tensor, head_dim: int, dropout_p: float) -> bool:
-    """`applies` for the QKV projection's output, judged from its (B, N, D) input x before the matmul."""
-    return (triton is not None and x.is_cuda and matmul_dtype(x) in (torch.bfloat16, torch.float16)
-            and dropout_p == 0.0 and shape_fits(x.shape[1], head_dim))
 
 
 class Launch(NamedTuple):
@@ -333,32 +298,29 @@ def _forward(qkv: torch.Tensor, num_heads: int, scale: float) -> tuple[torch.Ten
 
 
 def _backward(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse: torch.Tensor,
-              num_heads: int, scale: float, bias_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """dQKV, and with bias_grad its sum over images and tokens in fp32 (the QKV projection's bias
-    gradient), summed by the kernels from their fp32 tiles instead of re-read from memory."""
+              num_heads: int, scale: float) -> torch.Tensor:
     batch, n_tokens, head_dim = _check(qkv, num_heads)
     qkv, out, grad_out = qkv.contiguous(), out.contiguous(), grad_out.contiguous()
     grad_qkv = torch.empty_like(qkv)  # (B, N, 3, heads, head_dim), every element written by the kernel
     cfg = launch(n_tokens, head_dim)
     stages = {} if cfg.backward_stages is None else {"num_stages": cfg.backward_stages}
-    slots = triton.cdiv(n_tokens, cfg.backward_block) if cfg.split_backward else 1
-    # per image and program slot, every element written when asked for (a 1-element stand-in otherwise)
-    sums = qkv.new_empty((batch, slots, qkv.shape[-1]) if bias_grad else (1,), dtype=torch.float32)
     if cfg.split_backward:
         delta = torch.empty_like(lse)
         n_rows, rows = batch * n_tokens * num_heads, 64
         _tile_attention_delta_kernel[(triton.cdiv(n_rows, rows),)](
             out, grad_out, delta, n_rows, HEADS=num_heads, HEAD_DIM=head_dim, n_tokens=n_tokens, ROWS=rows)
-        _tile_attention_backward_split_kernel[(slots, batch * num_heads)](
-            qkv, out, grad_out, lse, grad_qkv, delta, sums, n_tokens, scale, HEADS=num_heads, HEAD_DIM=head_dim,
-            BLOCK=cfg.backward_block, STEP=cfg.backward_step, SUMS=bias_grad, num_warps=cfg.backward_warps,
-            **stages)
+        grid = (triton.cdiv(n_tokens, cfg.backward_block), batch * num_heads)
+        _tile_attention_backward_split_kernel[grid](qkv, out, grad_out, lse, grad_qkv, delta, n_tokens, scale,
+                                                    HEADS=num_heads, HEAD_DIM=head_dim,
+                                                    BLOCK=cfg.backward_block, STEP=cfg.backward_step,
+                                                    num_warps=cfg.backward_warps, **stages)
     else:
-        _tile_attention_backward_kernel[(batch * num_heads,)](
-            qkv, out, grad_out, lse, grad_qkv, sums, n_tokens, scale, HEADS=num_heads, HEAD_DIM=head_dim,
-            BLOCK_M=cfg.backward_block, BLOCK_N=cfg.backward_step, SUMS=bias_grad,
-            num_warps=cfg.backward_warps, **stages)
-    return grad_qkv, sums.sum((0, 1)) if bias_grad else None
+        _tile_attention_backward_kernel[(batch * num_heads,)](qkv, out, grad_out, lse, grad_qkv, n_tokens,
+                                                              scale, HEADS=num_heads, HEAD_DIM=head_dim,
+                                                              BLOCK_M=cfg.backward_block,
+                                                              BLOCK_N=cfg.backward_step,
+                                                              num_warps=cfg.backward_warps, **stages)
+    return grad_qkv
 
 
 if triton is not None:
@@ -379,22 +341,12 @@ if triton is not None:
     @torch.library.custom_op("vitkit::tile_attention_backward", mutates_args=())
     def _backward_op(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse: torch.Tensor,
                      num_heads: int, scale: float) -> torch.Tensor:
-        return _backward(qkv, out, grad_out, lse, num_heads, scale)[0]
+        return _backward(qkv, out, grad_out, lse, num_heads, scale)
 
     @_backward_op.register_fake
     def _(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse: torch.Tensor,
           num_heads: int, scale: float) -> torch.Tensor:
         return torch.empty_like(qkv)
-
-    @torch.library.custom_op("vitkit::tile_attention_backward_bias_grad", mutates_args=())
-    def _backward_bias_grad_op(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse: torch.Tensor,
-                               num_heads: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-        return _backward(qkv, out, grad_out, lse, num_heads, scale, bias_grad=True)
-
-    @_backward_bias_grad_op.register_fake
-    def _(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse: torch.Tensor,
-          num_heads: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.empty_like(qkv), qkv.new_empty(qkv.shape[-1], dtype=torch.float32)
 
     def _setup_context(ctx, inputs, output) -> None:
         qkv, num_heads, scale = inputs
@@ -407,37 +359,6 @@ if triton is not None:
         return _backward_op(qkv, out, grad_out, lse, ctx.num_heads, ctx.scale), None, None
 
     _forward_op.register_autograd(_grad, setup_context=_setup_context)
-
-
-class _ProjectedTileAttention(torch.autograd.Function):
-    """rows of x -> tile_attention(x W^T + b) as one autograd node: its backward takes the QKV bias
-    gradient from the attention backward kernel, which holds dQ, dK, dV in fp32 registers anyway,
-    instead of reading the (tokens, 3 x width) gradient once more to sum it (speed option bias_grad)."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, n_tokens: int, num_heads: int, scale: float):
-        qkv = torch.addmm(bias, x, weight.t()).view(-1, n_tokens, weight.shape[0])
-        out, lse = _forward_op(qkv, num_heads, scale)
-        ctx.save_for_backward(x, weight, qkv, out, lse)
-        ctx.num_heads, ctx.scale = num_heads, scale
-        return out.view(x.shape[0], -1)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, weight, qkv, out, lse = ctx.saved_tensors
-        grad_qkv, grad_bias = _backward_bias_grad_op(qkv, out, grad.reshape(out.shape), lse, ctx.num_heads,
-                                                     ctx.scale)
-        grad_qkv = grad_qkv.view(x.shape[0], -1)
-        grad_x = grad_qkv @ weight if ctx.needs_input_grad[0] else None
-        return grad_x, grad_qkv.t() @ x, grad_bias.to(grad_qkv.dtype), None, None, None
-
-
-def projected_tile_attention(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, num_heads: int,
-                             scale: float) -> torch.Tensor:
-    """tile_attention(F.linear(x, weight, bias), num_heads, scale) for x (B, N, D), trainable, with the
-    bias gradient summed inside the attention backward kernel. Casts like F.linear under autocast."""
-    return apply_on_rows(_ProjectedTileAttention, x, (weight, bias), weight.shape[0] // 3, x.shape[1], num_heads,
-                         scale)
 
 
 def tile_attention(qkv: torch.Tensor, num_heads: int, scale: float | None = None) -> torch.Tensor:
