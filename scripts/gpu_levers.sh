@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -80,6 +80,18 @@ PY
     S=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile \
       --speed $S --speed $S,fold_norm --speed $S,bias_grad,fold_norm ;;
+  round7-graphs)  # round 7: B/16 training with fold_norm, CUDA graphs (both implementations) against default compile
+    R7=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm
+    for m in default reduce-overhead; do
+      run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --compile-mode $m --speed $R7
+    done ;;
+  round7-h100)  # round 7 on an H100: B/16 with and without bias_grad; CIFAR-scale with CUDA graphs (host-bound there)
+    R7=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm
+    run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --speed $R7 \
+      --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm
+    run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile \
+      --compile-mode reduce-overhead --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile \
+      --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm ;;
   round5-small)
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile \
       --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile ;;

@@ -154,7 +154,9 @@ def bench_one(impl: str, config: ViTConfig, mode: str, batch: int, device: torch
         from vitkit.speed import SpeedOptions, configure
 
         configure(model, SpeedOptions.parse(speed))
-    runner = torch.compile(model, mode=compile_mode) if compile else model
+    # static shapes: a second batch shape in one process recompiles instead of compiling dynamically,
+    # which fails inside Inductor for these models on PyTorch 2.11 (docs/benchmarks.md section 10)
+    runner = torch.compile(model, mode=compile_mode, dynamic=False) if compile else model
     step = make_step(runner, mode, x, y, amp)
     if device.type == "cuda":
         torch.cuda.synchronize()
