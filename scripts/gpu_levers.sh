@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -92,6 +92,23 @@ PY
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile \
       --compile-mode reduce-overhead --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile \
       --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm ;;
+  round7-class)  # round 7: class token as vectors + patches as one tile (65 tokens): GPU tests, kernels, CIFAR-scale step
+    python3 -m pytest -q tests/test_tile_attention.py >"$OUT/gpu_test.txt" 2>&1; tail -n 2 "$OUT/gpu_test.txt"
+    python3 scripts/tile_attention_bench.py cifar_scale_b512 >"$OUT/tile_bench.jsonl" 2>"$OUT/tile_bench.err"; cat "$OUT/tile_bench.jsonl"
+    python3 - <<'PY' | tee -a "$OUT/class_split.jsonl"
+import json, torch
+from vitkit.bench import bench_one, matmul_ceiling_tflops
+from vitkit.layers import tile_attention
+from vitkit.variants import model_config
+dev, ceiling = torch.device("cuda"), matmul_ceiling_tflops(torch.device("cuda"))
+config, launch = model_config("vit_s4", img_size=32, depth=7, num_classes=10), tile_attention.launch
+speed = "bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm"
+for impl, spd, split in [("timm", "", True), ("vitkit", speed, True), ("vitkit", speed, False)]:
+    tile_attention.launch = launch if split else (lambda n, d: launch(n, d)._replace(class_split=False))
+    row = bench_one(impl, config, "train", 512, dev, True, ceiling, 5, 10, 5, spd, None).to_dict()
+    print(json.dumps({**row, "class_split": split and impl == "vitkit"}), flush=True)
+PY
+    ;;
   round5-small)
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile \
       --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile ;;

@@ -57,9 +57,12 @@ def measure(fn, qkv: torch.Tensor, heads: int, backward: bool, compile: bool) ->
 
 def candidates_for(tokens: int) -> dict[str, dict]:
     """Launch overrides to try (fields of tile_attention.Launch), by name."""
-    if tokens <= 128:  # one tile of all keys: query block and warps, both kernels
-        return {f"tile_m{m}_w{w}": {"block_m": m, "warps": w, "backward_block": m, "backward_warps": w}
-                for m, w in [(32, 4), (64, 4), (128, 4), (128, 8)]}
+    if tokens <= 128:  # one tile of all keys: query block and warps, both kernels; class-split warps
+        padded = {f"tile_m{m}_w{w}": {"block_m": m, "warps": w, "backward_block": m, "backward_warps": w,
+                                      "class_split": False} for m, w in [(32, 4), (64, 4), (128, 4), (128, 8)]}
+        if not ta.class_split_fits(tokens):
+            return padded
+        return padded | {f"tile_class_split_w{w}": {"warps": w, "backward_warps": w} for w in (2, 4, 8)}
     forward = {f"tile_fwd_m{m}_n{n}_w{w}_s{st}":
                {"block_m": m, "block_n": n, "warps": w, "forward_stages": st}
                for m, n, w, st in [(64, 32, 4, 1), (64, 32, 4, 2), (64, 32, 4, 3), (64, 32, 4, 4),

@@ -57,6 +57,13 @@ PARITY = textwrap.dedent("""
                      {"backward_block": 64, "backward_step": 32, "block_m": 32, "block_n": 128}]:
         ta.launch = lambda n, d, o=override: default(n, d)._replace(**o)
         check(2, 150, 2, 32, torch.float32)
+    # a class token plus a power of two of patches (17, 33, 65 tokens) takes the class-split kernels;
+    # the same shapes on the padded one-tile kernels
+    for override in [{}, {"class_split": False}]:
+        ta.launch = lambda n, d, o=override: default(n, d)._replace(**o)
+        for shape in [(2, 33, 2, 32, torch.float16), (1, 65, 3, 16, torch.float32)]:
+            assert ta.launch(shape[1], shape[3]).class_split == (override == {})
+            check(*shape)
     ta.launch = default
 
     # Inside the module: the kernel on the QKV output + the output projection == Attention's SDPA path

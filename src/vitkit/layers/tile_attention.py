@@ -225,6 +225,113 @@ if triton is not None:
                  mask=ok)
 
 
+if triton is not None:
+    @triton.jit
+    def _load_vector(ptr, dims):
+        """One token's (HEAD_DIM,) row in fp32 (inlined)."""
+        return tl.load(ptr + dims).to(tl.float32)
+
+    @triton.jit
+    def _class_split_forward_kernel(qkv_ptr, out_ptr, lse_ptr, scale, HEADS: tl.constexpr,
+                                    HEAD_DIM: tl.constexpr, PATCHES: tl.constexpr):
+        """One program per (image, head) of 1 + PATCHES tokens (class token first, PATCHES a power of
+        two): the patches' queries and keys as one PATCHES-square tile, the class token's query row
+        and key column as vectors, so no tile is padded (65 tokens would otherwise take 128-key
+        tiles and a second query block holding one row)."""
+        image_head = tl.program_id(0)
+        image = image_head // HEADS
+        head = image_head % HEADS
+        width = HEADS * HEAD_DIM
+        token_stride = 3 * width
+        n_tokens = PATCHES + 1
+        base = qkv_ptr + image.to(tl.int64) * n_tokens * token_stride + head * HEAD_DIM
+        rows = 1 + tl.arange(0, PATCHES)
+        dims = tl.arange(0, HEAD_DIM)
+        tile = rows[:, None] * token_stride + dims[None, :]
+        q, k, v = tl.load(base + tile), tl.load(base + width + tile), tl.load(base + 2 * width + tile)
+        q0, k0, v0 = _load_vector(base, dims), _load_vector(base + width, dims), _load_vector(base + 2 * width, dims)
+        log2_scale = scale * 1.4426950408889634
+
+        # the patches' queries against the patch keys (tile) and the class key (column)
+        s = tl.dot(q, tl.trans(k)) * log2_scale  # (PATCHES, PATCHES), base-2 logits
+        s0 = tl.sum(q.to(tl.float32) * k0[None, :], 1) * log2_scale
+        row_max = tl.maximum(tl.max(s, 1), s0)
+        p = tl.exp2(s - row_max[:, None])
+        p0 = tl.exp2(s0 - row_max)
+        row_sum = tl.sum(p, 1) + p0
+        o = (tl.dot(p.to(v.dtype), v) + p0[:, None] * v0[None, :]) / row_sum[:, None]
+        out = out_ptr + image.to(tl.int64) * n_tokens * width + head * HEAD_DIM
+        tl.store(out + rows[:, None] * width + dims[None, :], o.to(out_ptr.dtype.element_ty))
+        lse = lse_ptr + image_head.to(tl.int64) * n_tokens
+        tl.store(lse + rows, row_max + tl.log2(row_sum))
+
+        # the class token's query against every key
+        sc = tl.sum(k.to(tl.float32) * q0[None, :], 1) * log2_scale  # (PATCHES,)
+        sc0 = tl.sum(q0 * k0, 0) * log2_scale
+        max_c = tl.maximum(tl.max(sc, 0), sc0)
+        pc = tl.exp2(sc - max_c)
+        pc0 = tl.exp2(sc0 - max_c)
+        sum_c = tl.sum(pc, 0) + pc0
+        oc = (tl.sum(pc[:, None] * v.to(tl.float32), 0) + pc0 * v0) / sum_c
+        tl.store(out + dims, oc.to(out_ptr.dtype.element_ty))
+        tl.store(lse, max_c + tl.log2(sum_c))
+
+    @triton.jit
+    def _class_split_backward_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, scale,
+                                     HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, PATCHES: tl.constexpr):
+        """Backward of _class_split_forward_kernel, one program per (image, head): P and dP recomputed
+        as the patch tile plus the class token's row and column, dQ, dK, dV written in the QKV layout."""
+        image_head = tl.program_id(0)
+        image = image_head // HEADS
+        head = image_head % HEADS
+        width = HEADS * HEAD_DIM
+        token_stride = 3 * width
+        n_tokens = PATCHES + 1
+        offset = image.to(tl.int64) * n_tokens * token_stride + head * HEAD_DIM
+        base = qkv_ptr + offset
+        grad_base = grad_qkv_ptr + offset
+        out_offset = image.to(tl.int64) * n_tokens * width + head * HEAD_DIM
+        rows = 1 + tl.arange(0, PATCHES)
+        dims = tl.arange(0, HEAD_DIM)
+        tile = rows[:, None] * token_stride + dims[None, :]
+        out_tile = rows[:, None] * width + dims[None, :]
+        q, k, v = tl.load(base + tile), tl.load(base + width + tile), tl.load(base + 2 * width + tile)
+        q0, k0, v0 = _load_vector(base, dims), _load_vector(base + width, dims), _load_vector(base + 2 * width, dims)
+        o, do = tl.load(out_ptr + out_offset + out_tile), tl.load(grad_out_ptr + out_offset + out_tile)
+        o0, do0 = _load_vector(out_ptr + out_offset, dims), _load_vector(grad_out_ptr + out_offset, dims)
+        lse_base = lse_ptr + image_head.to(tl.int64) * n_tokens
+        lse, lse0 = tl.load(lse_base + rows), tl.load(lse_base)
+        log2_scale = scale * 1.4426950408889634
+
+        # softmax rows: patches (tile p, class column p0) and the class token (row pc, corner pc0)
+        p = tl.exp2(tl.dot(q, tl.trans(k)) * log2_scale - lse[:, None])
+        p0 = tl.exp2(tl.sum(q.to(tl.float32) * k0[None, :], 1) * log2_scale - lse)
+        pc = tl.exp2(tl.sum(k.to(tl.float32) * q0[None, :], 1) * log2_scale - lse0)
+        pc0 = tl.exp2(tl.sum(q0 * k0, 0) * log2_scale - lse0)
+        do_f = do.to(tl.float32)
+        delta = tl.sum(do_f * o.to(tl.float32), 1)  # rowsum(dO * O) = rowsum(P * dP)
+        delta0 = tl.sum(do0 * o0, 0)
+
+        grad_v = tl.dot(tl.trans(p.to(do.dtype)), do) + pc[:, None] * do0[None, :]
+        grad_v0 = tl.sum(p0[:, None] * do_f, 0) + pc0 * do0
+        grad_s = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
+        grad_s0 = p0 * (tl.sum(do_f * v0[None, :], 1) - delta)
+        grad_sc = pc * (tl.sum(v.to(tl.float32) * do0[None, :], 1) - delta0)
+        grad_sc0 = pc0 * (tl.sum(do0 * v0, 0) - delta0)
+
+        grad_q = tl.dot(grad_s.to(k.dtype), k) + grad_s0[:, None] * k0[None, :]
+        grad_q0 = tl.sum(grad_sc[:, None] * k.to(tl.float32), 0) + grad_sc0 * k0
+        grad_k = tl.dot(tl.trans(grad_s.to(q.dtype)), q) + grad_sc[:, None] * q0[None, :]
+        grad_k0 = tl.sum(grad_s0[:, None] * q.to(tl.float32), 0) + grad_sc0 * q0
+        dtype = grad_qkv_ptr.dtype.element_ty
+        tl.store(grad_base + tile, (grad_q * scale).to(dtype))
+        tl.store(grad_base + width + tile, (grad_k * scale).to(dtype))
+        tl.store(grad_base + 2 * width + tile, grad_v.to(dtype))
+        tl.store(grad_base + dims, (grad_q0 * scale).to(dtype))
+        tl.store(grad_base + width + dims, (grad_k0 * scale).to(dtype))
+        tl.store(grad_base + 2 * width + dims, grad_v0.to(dtype))
+
+
 def available() -> bool:
     """True when Triton is importable (the kernels also need a CUDA device, or TRITON_INTERPRET=1)."""
     return triton is not None
@@ -253,6 +360,12 @@ class Launch(NamedTuple):
     backward_warps: int
     forward_stages: int | None = None  # software-pipelining depth (None: Triton's default)
     backward_stages: int | None = None
+    class_split: bool = False  # 1 + 2^k tokens: patches as one tile, the class token as vectors
+
+
+def class_split_fits(n_tokens: int) -> bool:
+    """Whether the tokens are a class token plus a power-of-two number of patches that one tile holds."""
+    return n_tokens - 1 in (16, 32, 64)
 
 
 def launch(n_tokens: int, head_dim: int) -> Launch:
@@ -267,7 +380,7 @@ def launch(n_tokens: int, head_dim: int) -> Launch:
     """
     keys = max(16, triton.next_power_of_2(n_tokens))
     if keys <= 128:
-        return Launch(min(64, keys), keys, 4, False, min(64, keys), keys, 4)
+        return Launch(min(64, keys), keys, 4, False, min(64, keys), keys, 4, class_split=class_split_fits(n_tokens))
     return Launch(64, 32, 4, True, 64, 64, 4)
 
 
@@ -289,6 +402,10 @@ def _forward(qkv: torch.Tensor, num_heads: int, scale: float) -> tuple[torch.Ten
     out = qkv.new_empty(batch, n_tokens, num_heads * head_dim)  # (B, N, heads * head_dim)
     lse = torch.empty(batch, num_heads, n_tokens, device=qkv.device, dtype=torch.float32)
     cfg = launch(n_tokens, head_dim)
+    if cfg.class_split:
+        _class_split_forward_kernel[(batch * num_heads,)](qkv, out, lse, scale, HEADS=num_heads, HEAD_DIM=head_dim,
+                                                          PATCHES=n_tokens - 1, num_warps=cfg.warps)
+        return out, lse
     grid = (triton.cdiv(n_tokens, cfg.block_m), batch * num_heads)
     stages = {} if cfg.forward_stages is None else {"num_stages": cfg.forward_stages}
     _tile_attention_forward_kernel[grid](qkv, out, lse, n_tokens, scale, HEADS=num_heads, HEAD_DIM=head_dim,
@@ -304,7 +421,11 @@ def _backward(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse:
     grad_qkv = torch.empty_like(qkv)  # (B, N, 3, heads, head_dim), every element written by the kernel
     cfg = launch(n_tokens, head_dim)
     stages = {} if cfg.backward_stages is None else {"num_stages": cfg.backward_stages}
-    if cfg.split_backward:
+    if cfg.class_split:
+        _class_split_backward_kernel[(batch * num_heads,)](qkv, out, grad_out, lse, grad_qkv, scale, HEADS=num_heads,
+                                                           HEAD_DIM=head_dim, PATCHES=n_tokens - 1,
+                                                           num_warps=cfg.backward_warps)
+    elif cfg.split_backward:
         delta = torch.empty_like(lse)
         n_rows, rows = batch * n_tokens * num_heads, 64
         _tile_attention_delta_kernel[(triton.cdiv(n_rows, rows),)](
