@@ -125,3 +125,18 @@ def test_tile_attention_at_vit_b16s_197_tokens_matches_sdpa_on_the_gpu():
     ref_model, tile_model = compiled_bf16_twins("tile", img_size=224, patch_size=16, embed_dim=128, depth=2,
                                                 num_heads=2, mlp_dim=256, num_classes=10)
     assert_gradients_close(ref_model, tile_model)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the compiled kernels need a GPU")
+def test_tile_attention_at_65_tokens_takes_the_class_split_kernels_and_matches_sdpa_on_the_gpu():
+    # the CIFAR-scale model's grid: 8 x 8 patches + the class token
+    from vitkit.layers import tile_attention as ta
+
+    assert ta.launch(65, 64).class_split
+    ref_model, tile_model = compiled_bf16_twins("tile", img_size=32, patch_size=4, embed_dim=128, depth=2,
+                                                num_heads=2, mlp_dim=256, num_classes=10)
+    x = torch.randn(64, 3, 32, 32, device="cuda")
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        got, ref = tile_model(x).float(), ref_model(x).float()
+    assert (got - ref).norm() / ref.norm() < 1e-2
+    assert_gradients_close(ref_model, tile_model)

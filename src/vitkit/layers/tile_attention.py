@@ -15,6 +15,11 @@ tile, a program can hold them and compute the head whole:
   registers and writes dQ, dK, dV into one (B, N, 3, heads, head_dim) gradient, which is exactly
   the QKV projection's output gradient.
 
+A class token plus a power of two of patches (17, 33, 65 tokens: the CIFAR-scale model's 8 x 8 grid)
+would pad to tiles of twice the tokens; there the patches' queries and keys form one exact tile and
+the class token's query row and key column are computed as vectors next to it (the class-split
+kernels), which halved the backward at 65 tokens.
+
 Above 128 tokens (ViT-B/16's 197) one tile of all keys spills registers, so the forward streams the
 keys in blocks with an online softmax, and the backward splits (flash-attention-2 style): program j
 of an (image, head) computes dK, dV of key block j over all queries, then dQ of query block j over all
@@ -376,7 +381,9 @@ def launch(n_tokens: int, head_dim: int) -> Launch:
     128 keys (ViT-B/16's 197) a tile of all keys spills registers (forward 458 us vs cuDNN's 175 for
     one B/16 layer at batch 256), so the forward streams keys in blocks of 32 (179 us) and the
     backward uses the split kernel with blocks of 64 and the delta pass (fwd + bwd 785 us, cuDNN
-    with its transposes 887; docs/benchmarks.md section 9).
+    with its transposes 887; docs/benchmarks.md section 9). A class token plus 16, 32 or 64 patches
+    takes the class-split kernels: at 65 tokens (6 heads of 64, batch 512) backward 0.099 ms against
+    the padded kernel's 0.175, forward 0.041 against 0.052 (section 11; 8 warps were slower).
     """
     keys = max(16, triton.next_power_of_2(n_tokens))
     if keys <= 128:
