@@ -237,24 +237,34 @@ if triton is not None:
         return tl.load(ptr + dims).to(tl.float32)
 
     @triton.jit
+    def _class_split_head(HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, PATCHES: tl.constexpr):
+        """This program's (image x head) index, the width, and the offsets of its head in the QKV and
+        the output layouts (inlined)."""
+        image_head = tl.program_id(0)
+        image = (image_head // HEADS).to(tl.int64)
+        head = image_head % HEADS
+        width = HEADS * HEAD_DIM
+        return (image_head, width, image * (PATCHES + 1) * 3 * width + head * HEAD_DIM,
+                image * (PATCHES + 1) * width + head * HEAD_DIM)
+
+    @triton.jit
+    def _class_split_qkv(base, width, tile, dims):
+        """The patches' q, k, v tiles (input dtype) and the class token's q, k, v (fp32) (inlined)."""
+        return (tl.load(base + tile), tl.load(base + width + tile), tl.load(base + 2 * width + tile),
+                _load_vector(base, dims), _load_vector(base + width, dims), _load_vector(base + 2 * width, dims))
+
+    @triton.jit
     def _class_split_forward_kernel(qkv_ptr, out_ptr, lse_ptr, scale, HEADS: tl.constexpr,
                                     HEAD_DIM: tl.constexpr, PATCHES: tl.constexpr):
         """One program per (image, head) of 1 + PATCHES tokens (class token first, PATCHES a power of
         two): the patches' queries and keys as one PATCHES-square tile, the class token's query row
         and key column as vectors, so no tile is padded (65 tokens would otherwise take 128-key
         tiles and a second query block holding one row)."""
-        image_head = tl.program_id(0)
-        image = image_head // HEADS
-        head = image_head % HEADS
-        width = HEADS * HEAD_DIM
-        token_stride = 3 * width
-        n_tokens = PATCHES + 1
-        base = qkv_ptr + image.to(tl.int64) * n_tokens * token_stride + head * HEAD_DIM
+        image_head, width, qkv_offset, out_offset = _class_split_head(HEADS, HEAD_DIM, PATCHES)
         rows = 1 + tl.arange(0, PATCHES)
         dims = tl.arange(0, HEAD_DIM)
-        tile = rows[:, None] * token_stride + dims[None, :]
-        q, k, v = tl.load(base + tile), tl.load(base + width + tile), tl.load(base + 2 * width + tile)
-        q0, k0, v0 = _load_vector(base, dims), _load_vector(base + width, dims), _load_vector(base + 2 * width, dims)
+        q, k, v, q0, k0, v0 = _class_split_qkv(qkv_ptr + qkv_offset, width, rows[:, None] * 3 * width + dims[None, :],
+                                               dims)
         log2_scale = scale * 1.4426950408889634
 
         # the patches' queries against the patch keys (tile) and the class key (column)
@@ -265,9 +275,9 @@ if triton is not None:
         p0 = tl.exp2(s0 - row_max)
         row_sum = tl.sum(p, 1) + p0
         o = (tl.dot(p.to(v.dtype), v) + p0[:, None] * v0[None, :]) / row_sum[:, None]
-        out = out_ptr + image.to(tl.int64) * n_tokens * width + head * HEAD_DIM
+        out = out_ptr + out_offset
         tl.store(out + rows[:, None] * width + dims[None, :], o.to(out_ptr.dtype.element_ty))
-        lse = lse_ptr + image_head.to(tl.int64) * n_tokens
+        lse = lse_ptr + image_head.to(tl.int64) * (PATCHES + 1)
         tl.store(lse + rows, row_max + tl.log2(row_sum))
 
         # the class token's query against every key
@@ -286,25 +296,16 @@ if triton is not None:
                                      HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, PATCHES: tl.constexpr):
         """Backward of _class_split_forward_kernel, one program per (image, head): P and dP recomputed
         as the patch tile plus the class token's row and column, dQ, dK, dV written in the QKV layout."""
-        image_head = tl.program_id(0)
-        image = image_head // HEADS
-        head = image_head % HEADS
-        width = HEADS * HEAD_DIM
-        token_stride = 3 * width
-        n_tokens = PATCHES + 1
-        offset = image.to(tl.int64) * n_tokens * token_stride + head * HEAD_DIM
-        base = qkv_ptr + offset
-        grad_base = grad_qkv_ptr + offset
-        out_offset = image.to(tl.int64) * n_tokens * width + head * HEAD_DIM
+        image_head, width, qkv_offset, out_offset = _class_split_head(HEADS, HEAD_DIM, PATCHES)
+        grad_base = grad_qkv_ptr + qkv_offset
         rows = 1 + tl.arange(0, PATCHES)
         dims = tl.arange(0, HEAD_DIM)
-        tile = rows[:, None] * token_stride + dims[None, :]
+        tile = rows[:, None] * 3 * width + dims[None, :]
         out_tile = rows[:, None] * width + dims[None, :]
-        q, k, v = tl.load(base + tile), tl.load(base + width + tile), tl.load(base + 2 * width + tile)
-        q0, k0, v0 = _load_vector(base, dims), _load_vector(base + width, dims), _load_vector(base + 2 * width, dims)
+        q, k, v, q0, k0, v0 = _class_split_qkv(qkv_ptr + qkv_offset, width, tile, dims)
         o, do = tl.load(out_ptr + out_offset + out_tile), tl.load(grad_out_ptr + out_offset + out_tile)
         o0, do0 = _load_vector(out_ptr + out_offset, dims), _load_vector(grad_out_ptr + out_offset, dims)
-        lse_base = lse_ptr + image_head.to(tl.int64) * n_tokens
+        lse_base = lse_ptr + image_head.to(tl.int64) * (PATCHES + 1)
         lse, lse0 = tl.load(lse_base + rows), tl.load(lse_base)
         log2_scale = scale * 1.4426950408889634
 
