@@ -1,6 +1,6 @@
 """One encoder MLP, forward + backward, with and without cuBLASLt's GELU epilogues.
 
-    PYTHONPATH=src python scripts/mlp_epilogue_bench.py [--tokens 50432 --dim 768 --hidden 3072]
+    PYTHONPATH=src python scripts/mlp_epilogue_bench.py [--tokens 50432 --dim 768 --hidden 3072] [--candidates 8]
 
 Defaults are ViT-B/16 at batch 256 (256 x 197 tokens). Prints one JSON line per case: median ms of a
 compiled bf16 forward + backward (CUDA events), and for the two cuBLASLt ops alone the op against
@@ -50,10 +50,13 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=256 * 197)
     p.add_argument("--dim", type=int, default=768)
     p.add_argument("--hidden", type=int, default=3072)
+    p.add_argument("--candidates", type=int, default=cublaslt._CANDIDATES,
+                   help="cuBLASLt heuristic algorithms timed on each op's first call")
     args = p.parse_args()
+    cublaslt._CANDIDATES = args.candidates
     dev = torch.device("cuda")
     torch.manual_seed(0)
-    shape = {"tokens": args.tokens, "dim": args.dim, "hidden": args.hidden}
+    shape = {"tokens": args.tokens, "dim": args.dim, "hidden": args.hidden, "candidates": args.candidates}
     x = torch.randn(args.tokens, args.dim, device=dev, dtype=torch.bfloat16, requires_grad=True)
 
     mlp = Mlp(args.dim, args.hidden, gelu="tanh").to(dev)

@@ -54,20 +54,27 @@ if triton is not None:
         return tl.load(ptr + rows[:, None] * row_stride + dims[None, :], mask=ok[:, None], other=0.0)
 
     @triton.jit
+    def _head_offsets(image_head, n_tokens, HEADS: tl.constexpr, HEAD_DIM: tl.constexpr):
+        """The width (heads x head_dim) and where the head of program (image x head) starts in the QKV
+        projection's (B, N, 3, heads, head_dim) layout and in the (B, N, heads, head_dim) output (inlined)."""
+        image = (image_head // HEADS).to(tl.int64)
+        head = image_head % HEADS
+        width = HEADS * HEAD_DIM
+        return width, image * n_tokens * 3 * width + head * HEAD_DIM, image * n_tokens * width + head * HEAD_DIM
+
+    @triton.jit
     def _tile_attention_forward_kernel(qkv_ptr, out_ptr, lse_ptr, n_tokens: tl.constexpr, scale,
                                        HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
                                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
         block = tl.program_id(0)
         image_head = tl.program_id(1)
-        image = image_head // HEADS
-        head = image_head % HEADS
-        width = HEADS * HEAD_DIM
+        width, qkv_offset, out_offset = _head_offsets(image_head, n_tokens, HEADS, HEAD_DIM)
         token_stride = 3 * width  # qkv is (B, N, 3, heads, head_dim)
         rows = block * BLOCK_M + tl.arange(0, BLOCK_M)
         dims = tl.arange(0, HEAD_DIM)
         row_ok = rows < n_tokens
 
-        base = qkv_ptr + image.to(tl.int64) * n_tokens * token_stride + head * HEAD_DIM
+        base = qkv_ptr + qkv_offset
         q = _load_rows(base, rows, row_ok, token_stride, dims)
         row_max = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
         row_sum = tl.zeros((BLOCK_M,), dtype=tl.float32)
@@ -89,8 +96,7 @@ if triton is not None:
             row_max = new_max
         o = acc / row_sum[:, None]  # (BLOCK_M, HEAD_DIM)
 
-        out = out_ptr + image.to(tl.int64) * n_tokens * width + head * HEAD_DIM
-        tl.store(out + rows[:, None] * width + dims[None, :], o.to(out_ptr.dtype.element_ty),
+        tl.store(out_ptr + out_offset + rows[:, None] * width + dims[None, :], o.to(out_ptr.dtype.element_ty),
                  mask=row_ok[:, None])
         tl.store(lse_ptr + image_head.to(tl.int64) * n_tokens + rows, row_max + tl.log2(row_sum), mask=row_ok)
 
@@ -100,18 +106,14 @@ if triton is not None:
                                         HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
                                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
         image_head = tl.program_id(0)
-        image = image_head // HEADS
-        head = image_head % HEADS
-        width = HEADS * HEAD_DIM
+        width, offset, out_base = _head_offsets(image_head, n_tokens, HEADS, HEAD_DIM)
         token_stride = 3 * width
         cols = tl.arange(0, BLOCK_N)
         dims = tl.arange(0, HEAD_DIM)
         col_ok = cols < n_tokens
 
-        offset = image.to(tl.int64) * n_tokens * token_stride + head * HEAD_DIM
         base = qkv_ptr + offset
         grad_base = grad_qkv_ptr + offset
-        out_base = image.to(tl.int64) * n_tokens * width + head * HEAD_DIM
         k = _load_rows(base + width, cols, col_ok, token_stride, dims)
         v = _load_rows(base + 2 * width, cols, col_ok, token_stride, dims)
         grad_k = tl.zeros((BLOCK_N, HEAD_DIM), dtype=tl.float32)
@@ -156,15 +158,11 @@ if triton is not None:
         instead, the backward of a B/16 layer took 697 us instead of 605."""
         block = tl.program_id(0)
         image_head = tl.program_id(1)
-        image = image_head // HEADS
-        head = image_head % HEADS
-        width = HEADS * HEAD_DIM
+        width, offset, out_base = _head_offsets(image_head, n_tokens, HEADS, HEAD_DIM)
         token_stride = 3 * width
         dims = tl.arange(0, HEAD_DIM)
-        offset = image.to(tl.int64) * n_tokens * token_stride + head * HEAD_DIM
         base = qkv_ptr + offset
         grad_base = grad_qkv_ptr + offset
-        out_base = image.to(tl.int64) * n_tokens * width + head * HEAD_DIM
         lse_base = lse_ptr + image_head.to(tl.int64) * n_tokens
         delta_base = delta_ptr + image_head.to(tl.int64) * n_tokens
         log2_scale = scale * 1.4426950408889634
@@ -237,17 +235,6 @@ if triton is not None:
         return tl.load(ptr + dims).to(tl.float32)
 
     @triton.jit
-    def _class_split_head(HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, PATCHES: tl.constexpr):
-        """This program's (image x head) index, the width, and the offsets of its head in the QKV and
-        the output layouts (inlined)."""
-        image_head = tl.program_id(0)
-        image = (image_head // HEADS).to(tl.int64)
-        head = image_head % HEADS
-        width = HEADS * HEAD_DIM
-        return (image_head, width, image * (PATCHES + 1) * 3 * width + head * HEAD_DIM,
-                image * (PATCHES + 1) * width + head * HEAD_DIM)
-
-    @triton.jit
     def _class_split_qkv(base, width, tile, dims):
         """The patches' q, k, v tiles (input dtype) and the class token's q, k, v (fp32) (inlined)."""
         return (tl.load(base + tile), tl.load(base + width + tile), tl.load(base + 2 * width + tile),
@@ -260,7 +247,8 @@ if triton is not None:
         two): the patches' queries and keys as one PATCHES-square tile, the class token's query row
         and key column as vectors, so no tile is padded (65 tokens would otherwise take 128-key
         tiles and a second query block holding one row)."""
-        image_head, width, qkv_offset, out_offset = _class_split_head(HEADS, HEAD_DIM, PATCHES)
+        image_head = tl.program_id(0)
+        width, qkv_offset, out_offset = _head_offsets(image_head, PATCHES + 1, HEADS, HEAD_DIM)
         rows = 1 + tl.arange(0, PATCHES)
         dims = tl.arange(0, HEAD_DIM)
         q, k, v, q0, k0, v0 = _class_split_qkv(qkv_ptr + qkv_offset, width, rows[:, None] * 3 * width + dims[None, :],
@@ -296,7 +284,8 @@ if triton is not None:
                                      HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, PATCHES: tl.constexpr):
         """Backward of _class_split_forward_kernel, one program per (image, head): P and dP recomputed
         as the patch tile plus the class token's row and column, dQ, dK, dV written in the QKV layout."""
-        image_head, width, qkv_offset, out_offset = _class_split_head(HEADS, HEAD_DIM, PATCHES)
+        image_head = tl.program_id(0)
+        width, qkv_offset, out_offset = _head_offsets(image_head, PATCHES + 1, HEADS, HEAD_DIM)
         grad_base = grad_qkv_ptr + qkv_offset
         rows = 1 + tl.arange(0, PATCHES)
         dims = tl.arange(0, HEAD_DIM)
