@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class|round7-final
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class|round7-final|round8-check
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -116,6 +116,14 @@ PY
       run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile \
         --compile-mode $m --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm
     done ;;
+  round8-check)  # round 7's untested GPU paths: tests, kernel timings, then both steps' full kernel profiles
+    python3 -m pytest -q tests/test_tile_attention.py tests/test_fold_norm.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 3 "$OUT/gpu_tests.txt"
+    python3 scripts/tile_attention_bench.py b16_b256 cifar_scale_b512 >"$OUT/tile_bench.jsonl" 2>"$OUT/tile_bench.err"; cat "$OUT/tile_bench.jsonl"
+    python3 scripts/gpu_profile.py --model vit_s4 --img-size 32 --depth 7 --batch 512 --set num_classes=10 --top 200 \
+      --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm >"$OUT/profiles.jsonl" 2>>"$OUT/levers.log"
+    python3 scripts/gpu_profile.py --impls vitkit --top 200 \
+      --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm >>"$OUT/profiles.jsonl" 2>>"$OUT/levers.log"
+    cut -c1-300 "$OUT/profiles.jsonl" ;;
   round5-small)
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile \
       --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile ;;

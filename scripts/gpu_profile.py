@@ -53,11 +53,11 @@ def profile_impl(impl: str, speed: str, args: argparse.Namespace, overrides: dic
             step()
         torch.cuda.synchronize()
     kernels: dict[str, float] = {}
-    launches = 0
+    counts: dict[str, int] = {}
     for evt in prof.key_averages():
         if evt.device_type == torch.autograd.DeviceType.CUDA:
             kernels[evt.key] = kernels.get(evt.key, 0.0) + evt.self_device_time_total / 1e3 / args.steps
-            launches += evt.count
+            counts[evt.key] = counts.get(evt.key, 0) + evt.count
     by_cat: dict[str, float] = {}
     for name, ms in kernels.items():
         by_cat[category(name)] = by_cat.get(category(name), 0.0) + ms
@@ -65,7 +65,9 @@ def profile_impl(impl: str, speed: str, args: argparse.Namespace, overrides: dic
     return {"impl": f"{impl}[{speed}]" if speed else impl, "model": args.model, "batch": args.batch,
             "mode": args.mode, "wall_ms": round(wall, 3), "kernel_ms": round(sum(kernels.values()), 3),
             "by_category_ms": {k: round(v, 3) for k, v in sorted(by_cat.items(), key=lambda kv: -kv[1])},
-            "kernels_per_step": launches // args.steps, "top": [(n[:90], round(ms, 3), category(n)) for n, ms in top]}
+            "kernels_per_step": sum(counts.values()) // args.steps,
+            # each: name, ms per step, category, launches per step
+            "top": [(n[:90], round(ms, 3), category(n), counts[n] // args.steps) for n, ms in top]}
 
 
 def main() -> None:
