@@ -135,7 +135,8 @@ KERNEL = textwrap.dedent("""
 @needs_triton
 def test_the_triton_norm_backward_kernel_matches_layer_norms_backward_under_the_interpreter():
     env = dict(os.environ, TRITON_INTERPRET="1")
-    result = subprocess.run([sys.executable, "-c", KERNEL], env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-c", KERNEL], env=env, capture_output=True, text=True, timeout=600,
+                            check=False)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
 
 

@@ -32,6 +32,7 @@ except ImportError:  # CPU installs without Triton: the PyTorch backward is used
 
 ROWS_PER_PROGRAM = 64  # rows (tokens) one backward program sums: 788 partials for ViT-B/16 at batch 256
 BLOCK_ROWS = 4  # rows the kernel holds at a time
+WARPS = 4
 
 if triton is not None:
     @triton.jit
@@ -101,7 +102,7 @@ def norm_backward(grad_xhat: torch.Tensor, grad_m: torch.Tensor | None, m: torch
     _norm_backward_kernel[(programs,)](
         grad_xhat.contiguous(), grad_xhat if grad_m is None else grad_m.contiguous(), m, mean, rstd, grad, partials,
         n_rows, WIDTH=width, HAS_GRAD_M=grad_m is not None, ROWS_PER_PROGRAM=ROWS_PER_PROGRAM,
-        BLOCK_ROWS=BLOCK_ROWS, BLOCK_COLS=triton.next_power_of_2(width), num_warps=4)
+        BLOCK_ROWS=BLOCK_ROWS, BLOCK_COLS=triton.next_power_of_2(width), num_warps=WARPS)
     return grad, partials
 
 
