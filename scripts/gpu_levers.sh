@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class|round7-final|round8-check|round8-norm-bias
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class|round7-final|round8-check
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -124,14 +124,6 @@ PY
     python3 scripts/gpu_profile.py --impls vitkit --top 200 \
       --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm >>"$OUT/profiles.jsonl" 2>>"$OUT/levers.log"
     cut -c1-300 "$OUT/profiles.jsonl" ;;
-  round8-norm-bias)  # speed option norm_bias: GPU tests, the kernel alone, both training steps next to timm
-    python3 -m pytest -q tests/test_norm_bias.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 3 "$OUT/gpu_tests.txt"
-    python3 scripts/norm_bias_bench.py >"$OUT/norm_bias_bench.jsonl" 2>"$OUT/norm_bias_bench.err"; cat "$OUT/norm_bias_bench.jsonl"
-    R7=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm
-    S7=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm
-    run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --speed $R7 --speed $R7,norm_bias
-    run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile \
-      --speed $S7 --speed $S7,norm_bias ;;
   round5-small)
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile \
       --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile ;;

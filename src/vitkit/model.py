@@ -140,12 +140,6 @@ class VisionTransformer(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, prefix + N, D) tokens out of the last block, before the final LayerNorm."""
         x = self.embed(x)
-        if not self.grad_checkpointing and len(self.blocks) and all(b.defers_bias() for b in self.blocks):
-            # speed option norm_bias: each block leaves its fc2 bias to the next one's first norm
-            pending = None
-            for block in self.blocks:
-                x, pending = block.forward_pending(x, pending)
-            return x + pending[0].to(x.dtype) + pending[1].to(x.dtype)
         for block in self.blocks:
             x = run_block(block, x, self.grad_checkpointing)
         return x

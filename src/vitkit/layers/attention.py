@@ -30,21 +30,20 @@ class Attention(nn.Module):
         self.tile_kernel = False  # our one-tile Triton kernel where it applies; see vitkit.speed
         self.column_sum_bias_grad = False  # speed option bias_grad (vitkit.layers.bias_grad)
 
-    def forward(self, x: torch.Tensor, need_weights: bool = False, affine: LayerNorm | None = None,
-                proj_bias: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, need_weights: bool = False,
+                affine: LayerNorm | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, N, D) -> (B, N, D), plus the (B, heads, N, N) attention weights if asked for.
 
         The weights path computes softmax(q k^T / sqrt(d)) explicitly; the default path never
         materialises it and lets SDPA pick a fused kernel. A test keeps the two equal.
         affine: the LayerNorm whose affine x still lacks (x = affine.normalize(...)), folded into qkv.
-        proj_bias=False leaves out proj's bias, for a caller that adds it later (speed option norm_bias).
         """
         B, N, D = x.shape
         qkv = self._linear(x, self.qkv, affine)  # (B, N, 3 * D), laid out as (B, N, 3, heads, head_dim)
         dropout_p = self.attn_dropout if self.training else 0.0
         if self.tile_kernel and not need_weights and tile_attention.applies(qkv, self.head_dim, dropout_p):
             out = tile_attention.tile_attention(qkv, self.num_heads, self.scale)  # (B, N, D), no transposes
-            return self.proj_drop(self._linear(out, self.proj, with_bias=proj_bias)), None
+            return self.proj_drop(self._linear(out, self.proj)), None
         qkv = qkv.reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
         if need_weights:
@@ -60,13 +59,12 @@ class Attention(nn.Module):
             with sdpa_kernel(pinned) if pinned else contextlib.nullcontext():
                 out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
         out = out.transpose(1, 2).reshape(B, N, D)  # (B, N, heads * head_dim)
-        return self.proj_drop(self._linear(out, self.proj, with_bias=proj_bias)), weights
+        return self.proj_drop(self._linear(out, self.proj)), weights
 
-    def _linear(self, x: torch.Tensor, layer: nn.Linear, affine: LayerNorm | None = None,
-                with_bias: bool = True) -> torch.Tensor:
-        if affine is None and with_bias and not self.column_sum_bias_grad:
+    def _linear(self, x: torch.Tensor, layer: nn.Linear, affine: LayerNorm | None = None) -> torch.Tensor:
+        if affine is None and not self.column_sum_bias_grad:
             return layer(x)  # the module's own forward, which speed option fp8 replaces
-        weight, bias = layer.weight, layer.bias if with_bias else None
+        weight, bias = layer.weight, layer.bias
         if affine is not None:
             weight, bias = fold_affine(affine, weight, bias)
         return bias_grad.linear(x, weight, bias) if self.column_sum_bias_grad else F.linear(x, weight, bias)

@@ -10,7 +10,6 @@ from vitkit.layers import bias_grad, fused_mlp
 from vitkit.layers.attention import Attention
 from vitkit.layers.linear_gelu import linear_gelu
 from vitkit.layers.norm import LayerNorm, fold_affine
-from vitkit.layers.residual_norm import add_bias_normalize
 
 
 class Mlp(nn.Module):
@@ -36,27 +35,21 @@ class Mlp(nn.Module):
         self.tanh_gelu = True
         self.act = nn.GELU(approximate="tanh")  # says what forward computes; linear_gelu computes it
 
-    def forward(self, x: torch.Tensor, affine: LayerNorm | None = None, fc2_bias: bool = True) -> torch.Tensor:
-        """affine: the LayerNorm whose affine x still lacks (x = affine.normalize(...)), folded into fc1.
-
-        fc2_bias=False leaves out fc2's bias, for a caller that adds it later (speed option norm_bias).
-        """
+    def forward(self, x: torch.Tensor, affine: LayerNorm | None = None) -> torch.Tensor:
+        """affine: the LayerNorm whose affine x still lacks (x = affine.normalize(...)), folded into fc1."""
         fc1 = self.fc1
-        b2 = self.fc2.bias if fc2_bias else None
         w1, b1 = (fc1.weight, fc1.bias) if affine is None else fold_affine(affine, fc1.weight, fc1.bias)
         if self.epilogues and self.tanh_gelu and fused_mlp.applies(x) and not (self.training and self.drop.p > 0):
             # training on CUDA: GELU and its backward inside the matmuls (vitkit.layers.fused_mlp)
-            return fused_mlp.mlp_tanh_gelu(x, w1, b1, self.fc2.weight, b2, column_sums=self.column_sum_bias_grad)
+            return fused_mlp.mlp_tanh_gelu(x, w1, b1, self.fc2.weight, self.fc2.bias,
+                                           column_sums=self.column_sum_bias_grad)
         if self.tanh_gelu:
             hidden = linear_gelu(x, w1, b1)
         else:  # fc1's own forward unless folded: speed option fp8 replaces it
             hidden = self.act(fc1(x) if affine is None else F.linear(x, w1, b1))
         hidden = self.drop(hidden)
-        if self.column_sum_bias_grad or not fc2_bias:
-            out = bias_grad.linear(hidden, self.fc2.weight, b2) if self.column_sum_bias_grad else F.linear(
-                hidden, self.fc2.weight, None)
-        else:
-            out = self.fc2(hidden)
+        out = (bias_grad.linear(hidden, self.fc2.weight, self.fc2.bias) if self.column_sum_bias_grad
+               else self.fc2(hidden))
         return self.drop(out)
 
 
@@ -93,7 +86,6 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, mlp_dim, dropout=dropout, gelu=gelu)
         self.drop_path2 = DropPath(drop_path)
         self.fold_norm = False  # speed option fold_norm: the norms' affines inside qkv and fc1 when training
-        self.norm_bias = False  # speed option norm_bias (with fold_norm): see forward_pending
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fold_norm and torch.is_grad_enabled():
@@ -103,30 +95,6 @@ class Block(nn.Module):
             return x + self.drop_path2(self.mlp(self.norm2.normalize(x), affine=self.norm2))
         x = x + self.drop_path1(self.attn(self.norm1(x))[0])
         return x + self.drop_path2(self.mlp(self.norm2(x)))
-
-    def defers_bias(self) -> bool:
-        """Whether this block runs `forward_pending` now: norm_bias on, training maths, no dropout."""
-        drops = (self.drop_path1.p, self.drop_path2.p, self.attn.proj_drop.p, self.mlp.drop.p)
-        return (self.norm_bias and self.fold_norm and torch.is_grad_enabled()
-                and (not self.training or not any(drops)))
-
-    def forward_pending(self, x: torch.Tensor, pending: tuple[torch.Tensor, torch.Tensor] | None
-                        ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """`forward` with proj's and fc2's biases added inside the next norm (speed option norm_bias).
-
-        pending: the previous block's (fc2 output without its bias, that bias), not yet added to x; None
-        for the first block. Returns the residual stream after the attention half and this block's
-        own pending pair: the block's output is x + y + b. Each add and the norm after it are one
-        autograd node (vitkit.layers.residual_norm), whose backward sums the bias's gradient in the
-        norm's backward kernel instead of re-reading the (tokens, width) gradient.
-        """
-        if pending is None:
-            h = self.norm1.normalize(x)
-        else:
-            x, h = add_bias_normalize(x, pending[0].to(x.dtype), pending[1], self.norm1.eps)
-        a = self.attn(h, affine=self.norm1, proj_bias=False)[0]
-        x, h = add_bias_normalize(x, a.to(x.dtype), self.attn.proj.bias, self.norm2.eps)
-        return x, (self.mlp(h, affine=self.norm2, fc2_bias=False), self.mlp.fc2.bias)
 
     def forward_with_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Like forward, also returning this block's (B, heads, N, N) attention weights."""

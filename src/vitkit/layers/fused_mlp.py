@@ -32,7 +32,7 @@ class _TanhGeluMlp(torch.autograd.Function):
         hidden, pre = cublaslt.linear_gelu_aux(x, w1, b1)
         ctx.save_for_backward(x, w1, w2, hidden, pre)
         ctx.column_sums = column_sums
-        return hidden @ w2.t() if b2 is None else torch.addmm(b2, hidden, w2.t())
+        return torch.addmm(b2, hidden, w2.t())
 
     @staticmethod
     def backward(ctx, grad):
@@ -41,16 +41,15 @@ class _TanhGeluMlp(torch.autograd.Function):
         grad_pre = cublaslt.linear_dgelu(grad, w2, pre)
         grad_x = grad_pre @ w1 if ctx.needs_input_grad[0] else None
         bias_grad = column_sum if ctx.column_sums else (lambda g: g.sum(0))
-        grad_b2 = bias_grad(grad) if ctx.needs_input_grad[4] else None
-        return grad_x, grad_pre.t() @ x, bias_grad(grad_pre), grad.t() @ hidden, grad_b2, None
+        return grad_x, grad_pre.t() @ x, bias_grad(grad_pre), grad.t() @ hidden, bias_grad(grad), None
 
 
-def mlp_tanh_gelu(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor | None,
+def mlp_tanh_gelu(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
                   column_sums: bool = False) -> torch.Tensor:
     """gelu_tanh(x w1^T + b1) w2^T + b2 over the last dimension of x, trainable, fused where cuBLASLt runs.
 
     Weights are (out, in) as in nn.Linear; tensors rather than layers, so fc1's may come folded with
-    a LayerNorm's affine (speed option fold_norm); b2 None leaves fc2's bias to the caller (norm_bias). column_sums: bias gradients from
+    a LayerNorm's affine (speed option fold_norm). column_sums: bias gradients from
     vitkit.layers.bias_grad's GEMV rather than Inductor's sums.
     """
     return apply_on_rows(_TanhGeluMlp, x, (w1, b1, w2, b2), w2.shape[0], column_sums)
