@@ -25,8 +25,8 @@ from vitkit.layers.linear_gelu import gelu_tanh, gelu_tanh_grad
 
 SHAPES = {"b16_b256": (256 * 197, 768, 3072), "cifar_scale_b512": (512 * 65, 384, 1536)}  # tokens, width, hidden
 CONFIGS = [(128, 128, 64, 4, 8), (128, 256, 64, 3, 8), (256, 128, 64, 3, 8), (128, 128, 64, 5, 4),
-           (128, 192, 64, 4, 8)]  # BLOCK_M, BLOCK_N, BLOCK_K, stages, warps
-_C = 1.5957691216057308  # 2 sqrt(2 / pi)
+           (64, 256, 64, 4, 4)]  # BLOCK_M, BLOCK_N, BLOCK_K, stages, warps
+_C = tl.constexpr(1.5957691216057308)  # 2 sqrt(2 / pi)
 
 
 @triton.jit
