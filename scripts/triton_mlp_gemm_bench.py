@@ -26,12 +26,12 @@ from vitkit.layers.linear_gelu import gelu_tanh, gelu_tanh_grad
 SHAPES = {"b16_b256": (256 * 197, 768, 3072), "cifar_scale_b512": (512 * 65, 384, 1536)}  # tokens, width, hidden
 CONFIGS = [(128, 128, 64, 4, 8), (128, 256, 64, 3, 8), (256, 128, 64, 3, 8), (128, 128, 64, 5, 4),
            (64, 256, 64, 4, 4)]  # BLOCK_M, BLOCK_N, BLOCK_K, stages, warps
-_C = tl.constexpr(1.5957691216057308)  # 2 sqrt(2 / pi)
 
 
 @triton.jit
 def _epilogue(acc, bias_ptr, aux_ptr, rows, cols, M, N, EPILOGUE: tl.constexpr):
     """EPILOGUE 0: acc; 1: (gelu(acc + bias), acc + bias stored to aux); 2: acc * gelu'(aux)."""
+    c = 1.5957691216057308  # 2 sqrt(2 / pi)
     ok = (rows[:, None] < M) & (cols[None, :] < N)
     aux_offsets = rows[:, None].to(tl.int64) * N + cols[None, :]
     if EPILOGUE == 1:
@@ -39,11 +39,11 @@ def _epilogue(acc, bias_ptr, aux_ptr, rows, cols, M, N, EPILOGUE: tl.constexpr):
         pre = pre.to(aux_ptr.dtype.element_ty)
         tl.store(aux_ptr + aux_offsets, pre, mask=ok)
         h = pre.to(tl.float32)
-        return h * tl.sigmoid(_C * (h + 0.044715 * h * h * h))
+        return h * tl.sigmoid(c * (h + 0.044715 * h * h * h))
     elif EPILOGUE == 2:
         h = tl.load(aux_ptr + aux_offsets, mask=ok, other=0.0).to(tl.float32)
-        s = tl.sigmoid(_C * (h + 0.044715 * h * h * h))
-        return acc * (s + h * s * (1 - s) * _C * (1 + 3 * 0.044715 * h * h))
+        s = tl.sigmoid(c * (h + 0.044715 * h * h * h))
+        return acc * (s + h * s * (1 - s) * c * (1 + 3 * 0.044715 * h * h))
     else:
         return acc
 
