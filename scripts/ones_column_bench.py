@@ -50,39 +50,43 @@ def emit(**row) -> None:
 
 
 def main() -> None:
-    device = torch.device("cuda")
     for shape, (rows, width, outs) in SHAPES.items():
-        x = torch.randn(rows, width, device=device, dtype=torch.bfloat16)
-        residual = torch.randn_like(x)
-        for name, fn in (("layer_norm", norm), ("layer_norm_ones_column", norm_ones)):
-            compiled = torch.compile(fn, dynamic=False)
-            _, code = run_and_get_code(compiled, x, residual)
-            ms = time_steps(lambda c=compiled: c(x, residual), device, warmup=3, iters=20, repeats=5)
-            emit(shape=shape, op="norm_forward", impl=name, ms=round(ms, 4), triton_kernels=kernels_in(code))
-        x_aug = norm_ones(x, residual)[1]
-        assert x_aug.stride() == (width + PAD, 1)
-        x_view = x_aug[:, :width]
-        for out_features in outs:
-            weight = torch.randn(out_features, width, device=device, dtype=torch.bfloat16) / width**0.5
-            bias = torch.randn(out_features, device=device, dtype=torch.bfloat16)
-            grad = torch.randn(rows, out_features, device=device, dtype=torch.bfloat16)
-            calls = {
-                ("forward", "contiguous_x"): lambda w=weight, b=bias: torch.addmm(b, x, w.t()),
-                ("forward", "x_rows_of_k_plus_8"): lambda w=weight, b=bias: torch.addmm(b, x_view, w.t()),
-                ("weight_grad", "mm_only"): lambda g=grad: g.t() @ x,
-                ("weight_grad", "mm_plus_gemv"): lambda g=grad: (g.t() @ x, column_sum(g)),
-                ("weight_grad", "mm_plus_sum"): torch.compile(lambda g: (g.t() @ x, g.sum(0)), dynamic=False),
-                ("weight_grad", "mm_ones_column"): lambda g=grad: g.t() @ x_aug,
-            }
-            want = grad.float().sum(0)
-            for (op, impl), call in calls.items():
-                out = call(grad) if impl == "mm_plus_sum" else call()
-                row = dict(shape=shape, op=op, impl=impl, out_features=out_features)
-                if impl == "mm_ones_column":
-                    row["bias_grad_max_rel_err"] = ((out[:, width].float() - want).abs().max() / want.abs().max()).item()
-                step = (lambda c=call, g=grad: c(g)) if impl == "mm_plus_sum" else call
-                row["ms"] = round(time_steps(step, device, warmup=3, iters=20, repeats=5), 4)
-                emit(**row)
+        bench_shape(shape, rows, width, outs)
+
+
+def bench_shape(shape: str, rows: int, width: int, outs: tuple[int, ...]) -> None:
+    device = torch.device("cuda")
+    x = torch.randn(rows, width, device=device, dtype=torch.bfloat16)
+    residual = torch.randn_like(x)
+    for name, fn in (("layer_norm", norm), ("layer_norm_ones_column", norm_ones)):
+        compiled = torch.compile(fn, dynamic=False)
+        _, code = run_and_get_code(compiled, x, residual)
+        ms = time_steps(lambda c=compiled: c(x, residual), device, warmup=3, iters=20, repeats=5)
+        emit(shape=shape, op="norm_forward", impl=name, ms=round(ms, 4), triton_kernels=kernels_in(code))
+    x_aug = norm_ones(x, residual)[1]
+    assert x_aug.stride() == (width + PAD, 1)
+    x_view = x_aug[:, :width]
+    for out_features in outs:
+        weight = torch.randn(out_features, width, device=device, dtype=torch.bfloat16) / width**0.5
+        bias = torch.randn(out_features, device=device, dtype=torch.bfloat16)
+        grad = torch.randn(rows, out_features, device=device, dtype=torch.bfloat16)
+        calls = {
+            ("forward", "contiguous_x"): lambda w=weight, b=bias: torch.addmm(b, x, w.t()),
+            ("forward", "x_rows_of_k_plus_8"): lambda w=weight, b=bias: torch.addmm(b, x_view, w.t()),
+            ("weight_grad", "mm_only"): lambda g=grad: g.t() @ x,
+            ("weight_grad", "mm_plus_gemv"): lambda g=grad: (g.t() @ x, column_sum(g)),
+            ("weight_grad", "mm_plus_sum"): torch.compile(lambda g: (g.t() @ x, g.sum(0)), dynamic=False),
+            ("weight_grad", "mm_ones_column"): lambda g=grad: g.t() @ x_aug,
+        }
+        want = grad.float().sum(0)
+        for (op, impl), call in calls.items():
+            out = call(grad) if impl == "mm_plus_sum" else call()
+            row = {"shape": shape, "op": op, "impl": impl, "out_features": out_features}
+            if impl == "mm_ones_column":
+                row["bias_grad_max_rel_err"] = ((out[:, width].float() - want).abs().max() / want.abs().max()).item()
+            step = (lambda c=call, g=grad: c(g)) if impl == "mm_plus_sum" else call
+            row["ms"] = round(time_steps(step, device, warmup=3, iters=20, repeats=5), 4)
+            emit(**row)
 
 
 if __name__ == "__main__":
