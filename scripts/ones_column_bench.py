@@ -11,12 +11,13 @@ bf16, at ViT-B/16's and the CIFAR-scale model's shapes:
 - the weight-gradient matmul with K + 8 output columns against K columns plus the bias gradient
   as Inductor's column sum and as the cuBLAS GEMV of speed option bias_grad.
 
-    python scripts/ones_column_bench.py
+    [CODE_DIR=dir] python scripts/ones_column_bench.py
 """
 
 from __future__ import annotations
 
 import json
+import os
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +64,9 @@ def bench_shape(shape: str, rows: int, width: int, outs: tuple[int, ...]) -> Non
         _, code = run_and_get_code(compiled, x, residual)
         ms = time_steps(lambda c=compiled: c(x, residual), device, warmup=3, iters=20, repeats=5)
         emit(shape=shape, op="norm_forward", impl=name, ms=round(ms, 4), triton_kernels=kernels_in(code))
+        if os.environ.get("CODE_DIR"):  # Inductor's code, to see what it fused
+            with open(os.path.join(os.environ["CODE_DIR"], f"{shape}-{name}.py"), "w") as f:
+                f.write("\n\n".join(code))
     x_aug = norm_ones(x, residual)[1]
     assert x_aug.stride() == (width + PAD, 1)
     x_view = x_aug[:, :width]
