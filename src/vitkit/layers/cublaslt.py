@@ -224,16 +224,13 @@ def _runner(device: torch.device) -> _Runner | None:
 
 
 def _fused(*tensors: torch.Tensor) -> _Runner | None:
-    """The runner if these tensors can take the cuBLASLt path: CUDA, 16-bit, row-major (rows may be
-    further apart than their length, as in vitkit.layers.ones_column), rows a multiple of 8 elements
-    long and apart; otherwise None (the op computes the reference maths)."""
+    """The runner if these tensors can take the cuBLASLt path: CUDA, 16-bit, row-major contiguous,
+    rows a multiple of 8 elements; otherwise None (the op computes the reference maths)."""
     first = tensors[0]
     if not first.is_cuda or first.dtype not in (torch.bfloat16, torch.float16):
         return None
     # cuBLASLt's epilogues want 16-byte aligned rows (the auxiliary matrix's too)
-    if any(t.dtype != first.dtype or t.stride(-1) != 1 or t.shape[-1] % 8 for t in tensors):
-        return None
-    if any(t.ndim == 2 and (t.stride(0) % 8 or t.stride(0) < t.shape[1]) for t in tensors):
+    if any(t.dtype != first.dtype or not t.is_contiguous() or t.shape[-1] % 8 for t in tensors):
         return None
     return _runner(first.device)
 
@@ -258,8 +255,8 @@ def linear_gelu_aux(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -
     (m_tokens, k), n = x.shape, weight.shape[0]
     out, pre = x.new_empty(m_tokens, n), x.new_empty(m_tokens, n)
     # column-major: out^T (n x M) = W (n x k, stored as k x n: transposed) @ x^T (k x M)
-    runner.matmul(weight, x, out, m=n, n=m_tokens, k=k, transa=_OP_T, transb=_OP_N, lda=weight.stride(0),
-                  ldb=x.stride(0), ldd=n, epilogue="gelu_aux_bias", bias=bias, aux=pre, aux_ld=n)
+    runner.matmul(weight, x, out, m=n, n=m_tokens, k=k, transa=_OP_T, transb=_OP_N, lda=k, ldb=k, ldd=n,
+                  epilogue="gelu_aux_bias", bias=bias, aux=pre, aux_ld=n)
     return out, pre
 
 
@@ -281,8 +278,8 @@ def linear_dgelu(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor) ->
     (m_tokens, n), k = grad.shape, weight.shape[1]
     grad_pre = grad.new_empty(m_tokens, k)
     # column-major: grad_pre^T (k x M) = W^T (stored as k x n) @ grad^T (n x M)
-    runner.matmul(weight, grad, grad_pre, m=k, n=m_tokens, k=n, transa=_OP_N, transb=_OP_N, lda=weight.stride(0),
-                  ldb=grad.stride(0), ldd=k, epilogue="dgelu", aux=pre, aux_ld=pre.stride(0))
+    runner.matmul(weight, grad, grad_pre, m=k, n=m_tokens, k=n, transa=_OP_N, transb=_OP_N, lda=k, ldb=n, ldd=k,
+                  epilogue="dgelu", aux=pre, aux_ld=k)
     return grad_pre
 
 

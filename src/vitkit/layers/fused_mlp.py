@@ -29,8 +29,10 @@ from vitkit.layers.linear_gelu import matmul_dtype
 class _TanhGeluMlp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w1, b1, w2, b2, column_sums: bool, ones: bool):
-        # ones: x is ones_column.append_ones of fc1's input, whose ones give b1's gradient
-        hidden, pre = cublaslt.linear_gelu_aux(x[:, :w1.shape[1]] if ones else x, w1, b1)
+        # ones: x is ones_column.append_ones of fc1's input, whose ones give b1's gradient; w1 is padded
+        # with zeros against them, so the matmuls read x whole
+        w1 = ones_column.padded(w1) if ones else w1
+        hidden, pre = cublaslt.linear_gelu_aux(x, w1, b1)
         ctx.save_for_backward(x, w1, w2, hidden, pre)
         ctx.column_sums, ctx.ones = column_sums, ones
         return torch.addmm(b2, hidden, w2.t())
@@ -43,8 +45,7 @@ class _TanhGeluMlp(torch.autograd.Function):
         grad_x = grad_pre @ w1 if ctx.needs_input_grad[0] else None
         bias_grad = column_sum if ctx.column_sums else (lambda g: g.sum(0))
         if ctx.ones:
-            grad_x = None if grad_x is None else ones_column.pad_grad(grad_x)
-            grad_w1, grad_b1 = ones_column.weight_and_bias_grads(grad_pre, x, w1.shape[1])
+            grad_w1, grad_b1 = ones_column.weight_and_bias_grads(grad_pre, x, w1.shape[1] - ones_column.PAD)
         else:
             grad_w1, grad_b1 = grad_pre.t() @ x, bias_grad(grad_pre)
         return grad_x, grad_w1, grad_b1, grad.t() @ hidden, bias_grad(grad), None, None

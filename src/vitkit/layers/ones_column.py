@@ -12,9 +12,12 @@ qkv 0.250 ms against 0.282 for the plain matmul and 0.345 with the GEMV; docs/be
 section 12). Eight columns rather than one keep each row 16-byte aligned for the tensor cores.
 
 The ones are written where x is made: `append_ones(LayerNorm.normalize(x))` compiles to the norm's
-kernel writing its rows K + 8 apart plus a small kernel for the ones, and the forward matmul reads
-x through a view of the first K columns. So this applies to the linear layers that follow a norm
-(qkv and fc1) when the norms' affines are folded into them (speed option fold_norm).
+kernel writing its rows K + 8 apart plus a small kernel for the ones. Every matmul then reads x_ones
+whole, against the weight padded with zeros (`padded`): the forward, x_ones W_pad^T = x W^T; the input
+gradient, grad W_pad, whose first K columns the norm's backward reads. (Reading a view of the first K
+columns instead made Inductor copy it out: 41 us per layer input at ViT-B/16, as much as the GEMVs
+cost.) So this applies to the linear layers that follow a norm (qkv and fc1) when the norms' affines
+are folded into them (speed option fold_norm).
 """
 
 from __future__ import annotations
@@ -32,44 +35,35 @@ def append_ones(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, x.new_ones(*x.shape[:-1], PAD)], dim=-1)
 
 
-def width(x_ones: torch.Tensor) -> int:
-    """K, the columns of x in an `append_ones` tensor."""
-    return x_ones.shape[-1] - PAD
+def padded(weight: torch.Tensor) -> torch.Tensor:
+    """(out, K) -> (out, K + PAD): the weight with zeros against the ones, so x_ones is read whole."""
+    return F.pad(weight, (0, PAD))
 
 
 class _Linear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_ones, weight, bias):
-        ctx.save_for_backward(x_ones, weight)
+        weight_padded = padded(weight)
+        ctx.save_for_backward(x_ones, weight_padded)
         ctx.has_bias = bias is not None
-        x = x_ones[:, :weight.shape[1]]  # a view: the matmul reads rows K + PAD apart
-        return F.linear(x, weight, bias)
+        return F.linear(x_ones, weight_padded, bias)
 
     @staticmethod
     def backward(ctx, grad):
-        x_ones, weight = ctx.saved_tensors
+        x_ones, weight_padded = ctx.saved_tensors
         grad = grad.contiguous()
-        grad_x = pad_grad(grad @ weight) if ctx.needs_input_grad[0] else None
-        grad_weight, grad_bias = weight_and_bias_grads(grad, x_ones, weight.shape[1], ctx.has_bias)
+        # x_ones' gradient, zeros against the ones; append_ones' backward reads its first K columns
+        grad_x = grad @ weight_padded if ctx.needs_input_grad[0] else None
+        k = weight_padded.shape[1] - PAD
+        grad_weight, grad_bias = weight_and_bias_grads(grad, x_ones, k, ctx.has_bias)
         return grad_x, grad_weight, grad_bias
 
 
 def weight_and_bias_grads(grad: torch.Tensor, x_ones: torch.Tensor, k: int,
                           has_bias: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """grad (tokens, out), x_ones (tokens, k + PAD) -> (grad^T x (out, k), grad^T 1 (out,) or None)."""
-    if not has_bias:
-        return grad.t() @ x_ones[:, :k], None
     both = grad.t() @ x_ones  # (out, k + PAD): the weight gradient, then PAD copies of the bias gradient
-    return both[:, :k], both[:, k]
-
-
-def pad_grad(grad_x: torch.Tensor) -> torch.Tensor:
-    """The gradient of an `append_ones` tensor from that of its first K columns (the ones get zeros).
-
-    Compiled, the padding is never written: its only reader is the slice that `append_ones`' backward
-    takes, which Inductor folds into the kernel consuming the gradient.
-    """
-    return F.pad(grad_x, (0, PAD))
+    return both[:, :k], both[:, k] if has_bias else None
 
 
 def linear(x_ones: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
