@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class|round7-final|round8-check|round8-wgrad-bias
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class|round7-final|round8-check
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -124,14 +124,6 @@ PY
     python3 scripts/gpu_profile.py --impls vitkit --top 200 \
       --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm >>"$OUT/profiles.jsonl" 2>>"$OUT/levers.log"
     cut -c1-300 "$OUT/profiles.jsonl" ;;
-  round8-wgrad-bias)  # speed option wgrad_bias: GPU tests, both training steps next to timm (CIFAR-scale with CUDA graphs:
-    # on the round 8 hosts its default-mode step was bound by the host)
-    python3 -m pytest -q tests/test_wgrad_bias.py tests/test_fused_mlp.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 3 "$OUT/gpu_tests.txt"
-    R7=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm
-    S7=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm
-    run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --speed $R7 --speed $R7,wgrad_bias
-    run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile \
-      --compile-mode reduce-overhead --speed $S7 --speed $S7,wgrad_bias ;;
   round5-small)
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile \
       --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile ;;

@@ -27,8 +27,7 @@ BACKENDS = {
 }
 
 
-SWITCHES = ("bf16_residual", "patch_matmul", "fused_gelu", "mlp_epilogues", "bias_grad", "fold_norm", "wgrad_bias",
-            "fp8")
+SWITCHES = ("bf16_residual", "patch_matmul", "fused_gelu", "mlp_epilogues", "bias_grad", "fold_norm", "fp8")
 
 
 @dataclass
@@ -41,8 +40,6 @@ class SpeedOptions:
     mlp_epilogues: bool = False  # training: the MLP's GELU and its gradient inside fc1/fc2's matmuls (cuBLASLt)
     bias_grad: bool = False  # training: encoder linears' bias gradients as cuBLAS GEMVs (ones @ grad)
     fold_norm: bool = False  # training: LayerNorm affines folded into qkv/fc1 (no token sums in backward)
-    wgrad_bias: bool = False  # training, with fold_norm: qkv/fc1 bias gradients from their weight-gradient
-    # matmuls, through a column of ones after the normalised input (vitkit.layers.ones_column)
     fp8: bool = False  # encoder linears as FP8 matmuls with dynamic scaling (torchao; Hopper or newer)
 
     def to_dict(self) -> dict:
@@ -70,8 +67,7 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
     backends = BACKENDS.get(options.attention)
     if not hasattr(model, "patch_embed"):  # a ResNet: no attention, no token stream
         if (options.bf16_residual or options.patch_matmul or options.fused_gelu or options.mlp_epilogues
-                or options.bias_grad or options.fold_norm or options.wgrad_bias or options.fp8
-                or options.attention != "auto"):
+                or options.bias_grad or options.fold_norm or options.fp8 or options.attention != "auto"):
             raise ValueError(f"speed options {options.to_dict()} apply to ViTs only, not to {type(model).__name__}")
         return model
     if options.mlp_epilogues and not options.fused_gelu:
@@ -82,9 +78,6 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
     if options.fp8 and options.fold_norm:
         raise ValueError("speed option fold_norm feeds qkv and fc1 folded weights, bypassing the "
                          "Float8Linear layers that fp8 puts there: use fp8 without fold_norm")
-    if options.wgrad_bias and not options.fold_norm:
-        raise ValueError("speed option wgrad_bias puts its ones after the affine-free norm that fold_norm "
-                         "feeds qkv and fc1: add fold_norm")
     if options.attention == "tile":
         check_tile_attention(model)
     for module in model.modules():
@@ -99,7 +92,6 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
                 module.use_tanh_gelu()
         elif isinstance(module, Block):
             module.fold_norm = options.fold_norm
-            module.wgrad_bias = options.wgrad_bias
     if options.fused_gelu:  # part of the function: checkpoints record it, so evaluation computes the same
         model.config = model.config.replace(gelu="tanh")  # a copy: the config may be shared with other models
     model.residual_dtype = torch.bfloat16 if options.bf16_residual else None

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import sdpa_kernel
 
-from vitkit.layers import bias_grad, ones_column, tile_attention
+from vitkit.layers import bias_grad, tile_attention
 from vitkit.layers.norm import LayerNorm, fold_affine
 
 
@@ -30,18 +30,16 @@ class Attention(nn.Module):
         self.tile_kernel = False  # our one-tile Triton kernel where it applies; see vitkit.speed
         self.column_sum_bias_grad = False  # speed option bias_grad (vitkit.layers.bias_grad)
 
-    def forward(self, x: torch.Tensor, need_weights: bool = False, affine: LayerNorm | None = None,
-                ones: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, need_weights: bool = False,
+                affine: LayerNorm | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, N, D) -> (B, N, D), plus the (B, heads, N, N) attention weights if asked for.
 
         The weights path computes softmax(q k^T / sqrt(d)) explicitly; the default path never
         materialises it and lets SDPA pick a fused kernel. A test keeps the two equal.
         affine: the LayerNorm whose affine x still lacks (x = affine.normalize(...)), folded into qkv.
-        ones: x is vitkit.layers.ones_column.append_ones of the input (speed option wgrad_bias).
         """
-        B, N = x.shape[:2]
-        D = self.qkv.in_features
-        qkv = self._linear(x, self.qkv, affine, ones)  # (B, N, 3 * D), laid out as (B, N, 3, heads, head_dim)
+        B, N, D = x.shape
+        qkv = self._linear(x, self.qkv, affine)  # (B, N, 3 * D), laid out as (B, N, 3, heads, head_dim)
         dropout_p = self.attn_dropout if self.training else 0.0
         if self.tile_kernel and not need_weights and tile_attention.applies(qkv, self.head_dim, dropout_p):
             out = tile_attention.tile_attention(qkv, self.num_heads, self.scale)  # (B, N, D), no transposes
@@ -63,13 +61,10 @@ class Attention(nn.Module):
         out = out.transpose(1, 2).reshape(B, N, D)  # (B, N, heads * head_dim)
         return self.proj_drop(self._linear(out, self.proj)), weights
 
-    def _linear(self, x: torch.Tensor, layer: nn.Linear, affine: LayerNorm | None = None,
-                ones: bool = False) -> torch.Tensor:
-        if affine is None and not self.column_sum_bias_grad and not ones:
+    def _linear(self, x: torch.Tensor, layer: nn.Linear, affine: LayerNorm | None = None) -> torch.Tensor:
+        if affine is None and not self.column_sum_bias_grad:
             return layer(x)  # the module's own forward, which speed option fp8 replaces
         weight, bias = layer.weight, layer.bias
         if affine is not None:
             weight, bias = fold_affine(affine, weight, bias)
-        if ones:
-            return ones_column.linear(x, weight, bias)
         return bias_grad.linear(x, weight, bias) if self.column_sum_bias_grad else F.linear(x, weight, bias)

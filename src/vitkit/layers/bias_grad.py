@@ -56,7 +56,7 @@ def apply_on_rows(function: type[torch.autograd.Function], x: torch.Tensor, tens
     inputs = (x.reshape(-1, x.shape[-1]).contiguous(), *tensors)
     if torch.is_autocast_enabled(device):
         dtype = torch.get_autocast_dtype(device)
-        inputs = tuple(None if t is None else t.to(dtype) for t in inputs)
+        inputs = tuple(t.to(dtype) for t in inputs)
     with torch.autocast(device, enabled=False):
         out = function.apply(*inputs, *args)
     return out.reshape(*x.shape[:-1], out_features)

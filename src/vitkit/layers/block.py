@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitkit.layers import bias_grad, fused_mlp, ones_column
+from vitkit.layers import bias_grad, fused_mlp
 from vitkit.layers.attention import Attention
-from vitkit.layers.linear_gelu import gelu_tanh, linear_gelu
+from vitkit.layers.linear_gelu import linear_gelu
 from vitkit.layers.norm import LayerNorm, fold_affine
 
 
@@ -35,21 +35,15 @@ class Mlp(nn.Module):
         self.tanh_gelu = True
         self.act = nn.GELU(approximate="tanh")  # says what forward computes; linear_gelu computes it
 
-    def forward(self, x: torch.Tensor, affine: LayerNorm | None = None, ones: bool = False) -> torch.Tensor:
-        """affine: the LayerNorm whose affine x still lacks (x = affine.normalize(...)), folded into fc1.
-
-        ones: x is vitkit.layers.ones_column.append_ones of the input (speed option wgrad_bias).
-        """
+    def forward(self, x: torch.Tensor, affine: LayerNorm | None = None) -> torch.Tensor:
+        """affine: the LayerNorm whose affine x still lacks (x = affine.normalize(...)), folded into fc1."""
         fc1 = self.fc1
         w1, b1 = (fc1.weight, fc1.bias) if affine is None else fold_affine(affine, fc1.weight, fc1.bias)
         if self.epilogues and self.tanh_gelu and fused_mlp.applies(x) and not (self.training and self.drop.p > 0):
             # training on CUDA: GELU and its backward inside the matmuls (vitkit.layers.fused_mlp)
             return fused_mlp.mlp_tanh_gelu(x, w1, b1, self.fc2.weight, self.fc2.bias,
-                                           column_sums=self.column_sum_bias_grad, ones=ones)
-        if ones:
-            pre = ones_column.linear(x, w1, b1)
-            hidden = gelu_tanh(pre) if self.tanh_gelu else self.act(pre)
-        elif self.tanh_gelu:
+                                           column_sums=self.column_sum_bias_grad)
+        if self.tanh_gelu:
             hidden = linear_gelu(x, w1, b1)
         else:  # fc1's own forward unless folded: speed option fp8 replaces it
             hidden = self.act(fc1(x) if affine is None else F.linear(x, w1, b1))
@@ -92,23 +86,15 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, mlp_dim, dropout=dropout, gelu=gelu)
         self.drop_path2 = DropPath(drop_path)
         self.fold_norm = False  # speed option fold_norm: the norms' affines inside qkv and fc1 when training
-        self.wgrad_bias = False  # speed option wgrad_bias (with fold_norm): qkv/fc1 inputs carry ones columns
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fold_norm and torch.is_grad_enabled():
             # gamma's and beta's gradients then come from weight-sized tensors, not sums over tokens
             # (vitkit.layers.norm); inference gains nothing from it and keeps the plain path
-            # with wgrad_bias the normalised inputs carry ones (vitkit.layers.ones_column), so qkv's and
-            # fc1's bias gradients come out of their weight-gradient matmuls
-            ones = self.wgrad_bias
-            x = x + self.drop_path1(self.attn(self._normalize(self.norm1, x), affine=self.norm1, ones=ones)[0])
-            return x + self.drop_path2(self.mlp(self._normalize(self.norm2, x), affine=self.norm2, ones=ones))
+            x = x + self.drop_path1(self.attn(self.norm1.normalize(x), affine=self.norm1)[0])
+            return x + self.drop_path2(self.mlp(self.norm2.normalize(x), affine=self.norm2))
         x = x + self.drop_path1(self.attn(self.norm1(x))[0])
         return x + self.drop_path2(self.mlp(self.norm2(x)))
-
-    def _normalize(self, norm: LayerNorm, x: torch.Tensor) -> torch.Tensor:
-        xhat = norm.normalize(x)
-        return ones_column.append_ones(xhat) if self.wgrad_bias else xhat
 
     def forward_with_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Like forward, also returning this block's (B, heads, N, N) attention weights."""

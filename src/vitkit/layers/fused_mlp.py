@@ -21,20 +21,17 @@ from __future__ import annotations
 
 import torch
 
-from vitkit.layers import cublaslt, ones_column
+from vitkit.layers import cublaslt
 from vitkit.layers.bias_grad import apply_on_rows, column_sum
 from vitkit.layers.linear_gelu import matmul_dtype
 
 
 class _TanhGeluMlp(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, w1, b1, w2, b2, column_sums: bool, ones: bool):
-        # ones: x is ones_column.append_ones of fc1's input, whose ones give b1's gradient; w1 is padded
-        # with zeros against them, so the matmuls read x whole
-        w1 = ones_column.padded(w1) if ones else w1
+    def forward(ctx, x, w1, b1, w2, b2, column_sums: bool):
         hidden, pre = cublaslt.linear_gelu_aux(x, w1, b1)
         ctx.save_for_backward(x, w1, w2, hidden, pre)
-        ctx.column_sums, ctx.ones = column_sums, ones
+        ctx.column_sums = column_sums
         return torch.addmm(b2, hidden, w2.t())
 
     @staticmethod
@@ -44,23 +41,18 @@ class _TanhGeluMlp(torch.autograd.Function):
         grad_pre = cublaslt.linear_dgelu(grad, w2, pre)
         grad_x = grad_pre @ w1 if ctx.needs_input_grad[0] else None
         bias_grad = column_sum if ctx.column_sums else (lambda g: g.sum(0))
-        if ctx.ones:
-            grad_w1, grad_b1 = ones_column.weight_and_bias_grads(grad_pre, x, w1.shape[1] - ones_column.PAD)
-        else:
-            grad_w1, grad_b1 = grad_pre.t() @ x, bias_grad(grad_pre)
-        return grad_x, grad_w1, grad_b1, grad.t() @ hidden, bias_grad(grad), None, None
+        return grad_x, grad_pre.t() @ x, bias_grad(grad_pre), grad.t() @ hidden, bias_grad(grad), None
 
 
 def mlp_tanh_gelu(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
-                  column_sums: bool = False, ones: bool = False) -> torch.Tensor:
+                  column_sums: bool = False) -> torch.Tensor:
     """gelu_tanh(x w1^T + b1) w2^T + b2 over the last dimension of x, trainable, fused where cuBLASLt runs.
 
     Weights are (out, in) as in nn.Linear; tensors rather than layers, so fc1's may come folded with
     a LayerNorm's affine (speed option fold_norm). column_sums: bias gradients from
-    vitkit.layers.bias_grad's GEMV rather than Inductor's sums. ones: x is ones_column.append_ones of
-    fc1's input, and b1's gradient comes out of fc1's weight-gradient matmul (speed option wgrad_bias).
+    vitkit.layers.bias_grad's GEMV rather than Inductor's sums.
     """
-    return apply_on_rows(_TanhGeluMlp, x, (w1, b1, w2, b2), w2.shape[0], column_sums, ones)
+    return apply_on_rows(_TanhGeluMlp, x, (w1, b1, w2, b2), w2.shape[0], column_sums)
 
 
 def applies(x: torch.Tensor) -> bool:
