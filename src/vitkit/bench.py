@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from vitkit.config import ViTConfig
-from vitkit.flops import count_module_flops
+from vitkit.flops import count_forward_flops
 from vitkit.variants import model_config
 
 
@@ -33,6 +33,7 @@ class BenchResult:
     tflops: float | None
     mfu: float | None
     gflops_per_image: float
+    host_ms: float | None = None  # CUDA: the host's time to launch one step (see host_step_ms)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -118,6 +119,30 @@ def time_steps(step: Callable[[], object], device: torch.device, warmup: int, it
     return statistics.median(times)
 
 
+def host_step_ms(step: Callable[[], object], device: torch.device, repeats: int = 5) -> float | None:
+    """Median milliseconds the host takes to launch one step onto an idle GPU (None off CUDA).
+
+    Compared with the step's GPU time it says which one bounds the step: when launching takes longer
+    than running, the GPU waits for Python (a small model's few hundred short kernels on a slow host),
+    and CUDA graphs (`--compile-mode reduce-overhead`) are the remedy (docs/benchmarks.md section 12).
+    """
+    if device.type != "cuda":
+        return None
+    times = []
+    for _ in range(repeats):
+        torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - start) * 1e3)
+    torch.cuda.synchronize(device)
+    return statistics.median(times)
+
+
+def host_bound(result: dict) -> bool:
+    """Whether a bench result's step waited on the host: launching it took longer than 90% of running it."""
+    return result.get("host_ms") is not None and result["host_ms"] >= 0.9 * result["step_ms"]
+
+
 def make_step(model: torch.nn.Module, mode: str, x: torch.Tensor, y: torch.Tensor,
               amp: torch.dtype | None) -> Callable[[], object]:
     device_type = x.device.type
@@ -149,7 +174,9 @@ def bench_one(impl: str, config: ViTConfig, mode: str, batch: int, device: torch
     x = torch.randn(batch, config.in_chans, *config.img_size, device=device)
     y = torch.randint(0, max(config.num_classes, 1), (batch,), device=device)
     amp = torch.bfloat16 if device.type == "cuda" else None
-    flops_per_image = count_module_flops(model.eval(), x[:1], amp)  # of the function, before speed switches
+    # the function's FLOPs, the same for every implementation of it: counted on vitkit's model on the meta
+    # device, where PyTorch's counter sees attention (on a CPU its SDPA kernel goes uncounted)
+    flops_per_image = count_forward_flops(config)
     if impl == "vitkit" and speed:
         from vitkit.speed import SpeedOptions, configure
 
@@ -163,6 +190,7 @@ def bench_one(impl: str, config: ViTConfig, mode: str, batch: int, device: torch
         torch.cuda.reset_peak_memory_stats(device)
     ms = time_steps(step, device, warmup, iters, repeats)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    host = host_step_ms(step, device)
     step_flops = flops_per_image * batch * (3 if mode == "train" else 1)
     tflops = step_flops / (ms * 1e-3) / 1e12
     del model, runner, step
@@ -171,7 +199,7 @@ def bench_one(impl: str, config: ViTConfig, mode: str, batch: int, device: torch
     label = f"{impl}[{speed}]" if impl == "vitkit" and speed else impl
     return BenchResult(label, mode, compile, batch, batch / (ms * 1e-3), ms, peak,
                        tflops if device.type == "cuda" else None,
-                       tflops / ceiling if ceiling else None, flops_per_image / 1e9)
+                       tflops / ceiling if ceiling else None, flops_per_image / 1e9, host)
 
 
 def run_bench(model: str = "vit_b16", img_size: int = 224, batch: int = 256, modes: tuple[str, ...] = ("train",),
@@ -195,7 +223,7 @@ def run_bench(model: str = "vit_b16", img_size: int = 224, batch: int = 256, mod
             try:
                 results.append(bench_one(impl, config, mode, batch, dev, compile, ceiling, warmup, iters, repeats,
                                          speed, compile_mode))
-            except Exception as e:  # one failing variant must not lose the others' numbers
+            except Exception as e:  # noqa: BLE001 -- one failing variant must not lose the others' numbers
                 failed.append({"impl": impl, "speed": speed, "mode": mode, "error": f"{type(e).__name__}: {e}"[:300]})
                 if progress:
                     progress(f"FAILED {impl}[{speed}] {mode}: {failed[-1]['error']}")

@@ -32,10 +32,16 @@ from vitkit.cli.output import emit_json, human
 def bench_cmd(model, img_size, batch, modes, compile_, compare, device, depth, embed_dim, num_heads, num_classes,
               warmup, iters, repeats, speed_variants, compile_mode, json_mode):
     """Images/s, step time, peak memory, TFLOP/s and MFU for vitkit and its peers."""
-    from vitkit.bench import run_bench
+    from vitkit.bench import host_bound, run_bench
+    from vitkit.speed import SpeedOptions
 
-    overrides = {k: v for k, v in dict(depth=depth, embed_dim=embed_dim, num_heads=num_heads,
-                                        num_classes=num_classes).items() if v is not None}
+    for variant in speed_variants:  # a typo should stop here, not after the other variants' measurements
+        try:
+            SpeedOptions.parse(variant)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--speed") from e
+    overrides = {k: v for k, v in {"depth": depth, "embed_dim": embed_dim, "num_heads": num_heads,
+                                   "num_classes": num_classes}.items() if v is not None}
     console = human(json_mode)
     report = run_bench(model, img_size, batch, tuple(modes), compile_, tuple(p for p in compare.split(",") if p),
                        device, warmup, iters, repeats, progress=lambda s: console.print(f"measuring {s} ..."),
@@ -44,14 +50,21 @@ def bench_cmd(model, img_size, batch, modes, compile_, compare, device, depth, e
     title = (f"{model} at {img_size}, batch {batch}, {report['env']['device']}"
              + (f", bf16 matmul ceiling {ceiling:.0f} TFLOP/s" if ceiling else ""))
     table = Table(title=title)
-    for col in ("impl", "mode", "compiled", "img/s", "step ms", "peak GiB", "TFLOP/s", "MFU"):
+    for col in ("impl", "mode", "compiled", "img/s", "step ms", "host ms", "peak GiB", "TFLOP/s", "MFU"):
         table.add_column(col, justify="left" if col in ("impl", "mode") else "right")
-    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+
+    def fmt(value, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
     for r in report["results"]:
+        host = fmt(r["host_ms"], ".2f") + (" *" if host_bound(r) else "")
         table.add_row(escape(r["impl"]), r["mode"], "yes" if r["compiled"] else "no", f"{r['img_s']:,.0f}",
-                      f"{r['step_ms']:.2f}", fmt(r["peak_mem_gib"], ".2f"), fmt(r["tflops"], ".0f"),
+                      f"{r['step_ms']:.2f}", host, fmt(r["peak_mem_gib"], ".2f"), fmt(r["tflops"], ".0f"),
                       fmt(r["mfu"] and 100 * r["mfu"], ".1f"))
     console.print(table)
+    if any(host_bound(r) for r in report["results"]):
+        console.print("* bound by the host: launching the step took about as long as running it, so the GPU "
+                      "waited for Python; --compile-mode reduce-overhead (CUDA graphs) launches it in one call")
     if report["skipped"]:
         console.print(f"not installed, skipped: {', '.join(report['skipped'])}")
     if json_mode:
