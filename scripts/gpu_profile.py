@@ -7,7 +7,9 @@ fused element-wise, other), for vitkit and timm side by side, compiled, bf16 aut
         --set embed_dim=192 --set depth=9 --set num_heads=12 --set mlp_dim=384 --set patch_size=5 --set stride=3
 
 Prints one JSON line per implementation: wall ms per step (CUDA events), summed kernel ms per step
-and per category (the gap between the two is time the GPU waited for the host), and the top kernels.
+and per category (the gap between the two is time the GPU waited for the host), and the top kernels
+with their launches per step. `--host-top N` also lists the host's N busiest operations, for a step
+bound by the host (docs/benchmarks.md section 12).
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ def profile_impl(impl: str, speed: str, args: argparse.Namespace, overrides: dic
     y = torch.randint(0, config.num_classes, (args.batch,), device="cuda")
     step = make_step(runner, args.mode, x, y, torch.bfloat16)
     wall = time_steps(step, torch.device("cuda"), warmup=8, iters=10, repeats=3)
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    activities = [ProfilerActivity.CUDA] + ([ProfilerActivity.CPU] if args.host_top else [])
+    with profile(activities=activities) as prof:
         for _ in range(args.steps):
             step()
         torch.cuda.synchronize()
@@ -62,12 +65,25 @@ def profile_impl(impl: str, speed: str, args: argparse.Namespace, overrides: dic
     for name, ms in kernels.items():
         by_cat[category(name)] = by_cat.get(category(name), 0.0) + ms
     top = sorted(kernels.items(), key=lambda kv: -kv[1])[:args.top]
-    return {"impl": f"{impl}[{speed}]" if speed else impl, "model": args.model, "batch": args.batch,
+    host = {"host_top": host_ops(prof, args.steps, args.host_top)} if args.host_top else {}
+    return {**host, "impl": f"{impl}[{speed}]" if speed else impl, "model": args.model, "batch": args.batch,
             "mode": args.mode, "wall_ms": round(wall, 3), "kernel_ms": round(sum(kernels.values()), 3),
             "by_category_ms": {k: round(v, 3) for k, v in sorted(by_cat.items(), key=lambda kv: -kv[1])},
             "kernels_per_step": sum(counts.values()) // args.steps,
             # each: name, ms per step, category, launches per step
             "top": [(n[:90], round(ms, 3), category(n), counts[n] // args.steps) for n, ms in top]}
+
+
+def host_ops(prof, steps: int, top: int) -> list[tuple[str, float, int]]:
+    """The host's busiest operations: (name, self CPU ms per step, calls per step), most first.
+
+    Self time, so nesting is not counted twice; the profiler's own overhead inflates every entry, so
+    compare entries, not totals, with the unprofiled step. Custom ops (vitkit::...) include the Python
+    that launches their kernels.
+    """
+    ops = [(evt.key[:90], evt.self_cpu_time_total / 1e3 / steps, evt.count // steps) for evt in prof.key_averages()
+           if evt.device_type == torch.autograd.DeviceType.CPU and evt.self_cpu_time_total > 0]
+    return [(name, round(ms, 3), calls) for name, ms, calls in sorted(ops, key=lambda op: -op[1])[:top]]
 
 
 def main() -> None:
@@ -83,6 +99,8 @@ def main() -> None:
     p.add_argument("--speed", default="bf16_residual,patch_matmul")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--top", type=int, default=15)
+    p.add_argument("--host-top", type=int, default=0,
+                   help="also profile the host and list its N busiest operations (where a host-bound step goes)")
     args = p.parse_args()
     overrides = {"depth": args.depth} if args.depth else {}
     for item in args.set:
