@@ -13,26 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
 
-from vitkit.bench import BUILDERS, make_step, time_steps
+from vitkit.bench import BUILDERS, host_step_ms, make_step, time_steps
 from vitkit.variants import model_config
 
 S7 = "bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm"
-
-
-def host_ms(step) -> float:
-    times = []
-    for _ in range(10):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - start) * 1e3)
-    torch.cuda.synchronize()
-    return statistics.median(times)
 
 
 def measure(impl: str, speed: str, args: argparse.Namespace, how: str) -> dict:
@@ -52,7 +39,7 @@ def measure(impl: str, speed: str, args: argparse.Namespace, how: str) -> dict:
     step = make_step(runner, "train", x, y, torch.bfloat16)
     ms = time_steps(step, torch.device("cuda"), warmup=10, iters=20, repeats=5)
     row = {"impl": impl, "speed": speed if impl == "vitkit" else "", "compile": how, "img_s": round(args.batch / ms * 1e3),
-           "step_ms": round(ms, 3), "host_ms": round(host_ms(step), 3)}
+           "step_ms": round(ms, 3), "host_ms": round(host_step_ms(step, torch.device("cuda"), repeats=10), 3)}
     del model, runner, step
     torch.cuda.empty_cache()
     return row

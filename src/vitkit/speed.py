@@ -66,8 +66,7 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
         raise ValueError(f"unknown attention backend {options.attention!r}")
     backends = BACKENDS.get(options.attention)
     if not hasattr(model, "patch_embed"):  # a ResNet: no attention, no token stream
-        if (options.bf16_residual or options.patch_matmul or options.fused_gelu or options.mlp_epilogues
-                or options.bias_grad or options.fold_norm or options.fp8 or options.attention != "auto"):
+        if any(getattr(options, switch) for switch in SWITCHES) or options.attention != "auto":
             raise ValueError(f"speed options {options.to_dict()} apply to ViTs only, not to {type(model).__name__}")
         return model
     if options.mlp_epilogues and not options.fused_gelu:

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.attention import sdpa_kernel
 
 from vitkit.layers import bias_grad, tile_attention
-from vitkit.layers.norm import LayerNorm, fold_affine
+from vitkit.layers.norm import LayerNorm
 
 
 class Attention(nn.Module):
@@ -39,11 +39,11 @@ class Attention(nn.Module):
         affine: the LayerNorm whose affine x still lacks (x = affine.normalize(...)), folded into qkv.
         """
         B, N, D = x.shape
-        qkv = self._linear(x, self.qkv, affine)  # (B, N, 3 * D), laid out as (B, N, 3, heads, head_dim)
+        qkv = bias_grad.layer_linear(x, self.qkv, affine, self.column_sum_bias_grad)  # (B, N, 3 * D), laid out as (B, N, 3, heads, head_dim)
         dropout_p = self.attn_dropout if self.training else 0.0
         if self.tile_kernel and not need_weights and tile_attention.applies(qkv, self.head_dim, dropout_p):
             out = tile_attention.tile_attention(qkv, self.num_heads, self.scale)  # (B, N, D), no transposes
-            return self.proj_drop(self._linear(out, self.proj)), None
+            return self.proj_drop(bias_grad.layer_linear(out, self.proj, column_sums=self.column_sum_bias_grad)), None
         qkv = qkv.reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
         if need_weights:
@@ -59,12 +59,4 @@ class Attention(nn.Module):
             with sdpa_kernel(pinned) if pinned else contextlib.nullcontext():
                 out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
         out = out.transpose(1, 2).reshape(B, N, D)  # (B, N, heads * head_dim)
-        return self.proj_drop(self._linear(out, self.proj)), weights
-
-    def _linear(self, x: torch.Tensor, layer: nn.Linear, affine: LayerNorm | None = None) -> torch.Tensor:
-        if affine is None and not self.column_sum_bias_grad:
-            return layer(x)  # the module's own forward, which speed option fp8 replaces
-        weight, bias = layer.weight, layer.bias
-        if affine is not None:
-            weight, bias = fold_affine(affine, weight, bias)
-        return bias_grad.linear(x, weight, bias) if self.column_sum_bias_grad else F.linear(x, weight, bias)
+        return self.proj_drop(bias_grad.layer_linear(out, self.proj, column_sums=self.column_sum_bias_grad)), weights

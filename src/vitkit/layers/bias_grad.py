@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from vitkit.layers.norm import LayerNorm, fold_affine
 
 
 @torch.library.custom_op("vitkit::column_sum", mutates_args=())
@@ -67,3 +70,17 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
     if bias is None or not torch.is_grad_enabled():
         return F.linear(x, weight, bias)
     return apply_on_rows(_Linear, x, (weight, bias), weight.shape[0])
+
+
+def layer_linear(x: torch.Tensor, layer: nn.Linear, affine: LayerNorm | None = None,
+                 column_sums: bool = False) -> torch.Tensor:
+    """layer(x) the way the speed options want it.
+
+    affine: the LayerNorm whose affine x still lacks (x = affine.normalize(...)), folded into the
+    layer's weight and bias (speed option fold_norm). column_sums: the bias gradient from `column_sum`
+    (speed option bias_grad). With neither, the module's own forward, which speed option fp8 replaces.
+    """
+    if affine is None and not column_sums:
+        return layer(x)
+    weight, bias = (layer.weight, layer.bias) if affine is None else fold_affine(affine, layer.weight, layer.bias)
+    return linear(x, weight, bias) if column_sums else F.linear(x, weight, bias)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vitkit.layers import bias_grad, fused_mlp
@@ -38,18 +37,16 @@ class Mlp(nn.Module):
     def forward(self, x: torch.Tensor, affine: LayerNorm | None = None) -> torch.Tensor:
         """affine: the LayerNorm whose affine x still lacks (x = affine.normalize(...)), folded into fc1."""
         fc1 = self.fc1
-        w1, b1 = (fc1.weight, fc1.bias) if affine is None else fold_affine(affine, fc1.weight, fc1.bias)
-        if self.epilogues and self.tanh_gelu and fused_mlp.applies(x) and not (self.training and self.drop.p > 0):
-            # training on CUDA: GELU and its backward inside the matmuls (vitkit.layers.fused_mlp)
-            return fused_mlp.mlp_tanh_gelu(x, w1, b1, self.fc2.weight, self.fc2.bias,
-                                           column_sums=self.column_sum_bias_grad)
-        if self.tanh_gelu:
+        if not self.tanh_gelu:
+            hidden = self.act(bias_grad.layer_linear(x, fc1, affine))
+        else:
+            w1, b1 = (fc1.weight, fc1.bias) if affine is None else fold_affine(affine, fc1.weight, fc1.bias)
+            if self.epilogues and fused_mlp.applies(x) and not (self.training and self.drop.p > 0):
+                # training on CUDA: GELU and its backward inside the matmuls (vitkit.layers.fused_mlp)
+                return fused_mlp.mlp_tanh_gelu(x, w1, b1, self.fc2.weight, self.fc2.bias,
+                                               column_sums=self.column_sum_bias_grad)
             hidden = linear_gelu(x, w1, b1)
-        else:  # fc1's own forward unless folded: speed option fp8 replaces it
-            hidden = self.act(fc1(x) if affine is None else F.linear(x, w1, b1))
-        hidden = self.drop(hidden)
-        out = (bias_grad.linear(hidden, self.fc2.weight, self.fc2.bias) if self.column_sum_bias_grad
-               else self.fc2(hidden))
+        out = bias_grad.layer_linear(self.drop(hidden), self.fc2, column_sums=self.column_sum_bias_grad)
         return self.drop(out)
 
 

@@ -146,7 +146,7 @@ if triton is not None:
                  grad_v.to(grad_qkv_ptr.dtype.element_ty), mask=col_ok[:, None])
 
     @triton.jit
-    def _tile_attention_backward_split_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr,
+    def _tile_attention_backward_split_kernel(qkv_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr,
                                               delta_ptr,
                                               n_tokens: tl.constexpr, scale,
                                               HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
@@ -209,8 +209,6 @@ if triton is not None:
         tl.store(grad_base + own[:, None] * token_stride + dims[None, :],
                  (grad_q * scale).to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
 
-
-if triton is not None:
     @triton.jit
     def _tile_attention_delta_kernel(out_ptr, grad_out_ptr, delta_ptr, n_rows, HEADS: tl.constexpr,
                                      HEAD_DIM: tl.constexpr, n_tokens: tl.constexpr, ROWS: tl.constexpr):
@@ -227,8 +225,6 @@ if triton is not None:
         tl.store(delta_ptr + (image.to(tl.int64) * HEADS + head) * n_tokens + token, tl.sum(o * do, 1),
                  mask=ok)
 
-
-if triton is not None:
     @triton.jit
     def _load_vector(ptr, dims):
         """One token's (HEAD_DIM,) row in fp32 (inlined)."""
@@ -428,7 +424,7 @@ def _backward(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse:
         _tile_attention_delta_kernel[(triton.cdiv(n_rows, rows),)](
             out, grad_out, delta, n_rows, HEADS=num_heads, HEAD_DIM=head_dim, n_tokens=n_tokens, ROWS=rows)
         grid = (triton.cdiv(n_tokens, cfg.backward_block), batch * num_heads)
-        _tile_attention_backward_split_kernel[grid](qkv, out, grad_out, lse, grad_qkv, delta, n_tokens, scale,
+        _tile_attention_backward_split_kernel[grid](qkv, grad_out, lse, grad_qkv, delta, n_tokens, scale,
                                                     HEADS=num_heads, HEAD_DIM=head_dim,
                                                     BLOCK=cfg.backward_block, STEP=cfg.backward_step,
                                                     num_warps=cfg.backward_warps, **stages)
