@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class|round7-final|round8-check
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class|round7-final|round8-check|round9-libops
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -124,6 +124,14 @@ PY
     python3 scripts/gpu_profile.py --impls vitkit --top 200 \
       --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm >>"$OUT/profiles.jsonl" 2>>"$OUT/levers.log"
     cut -c1-300 "$OUT/profiles.jsonl" ;;
+  round9-libops)  # GPU tests on main and on branch library-ops (its tree unpacked in $LIBOPS), then host ms per step, alternating
+    T="tests/test_tile_attention.py tests/test_fold_norm.py tests/test_fused_mlp.py tests/test_linear_gelu.py"
+    timeout 200 python3 -m pytest -q $T >"$OUT/gpu_tests_main.txt" 2>&1; tail -n 2 "$OUT/gpu_tests_main.txt"
+    (cd "$LIBOPS" && PYTHONPATH=$PWD/src timeout 200 python3 -m pytest -q $T) >"$OUT/gpu_tests_libops.txt" 2>&1; tail -n 2 "$OUT/gpu_tests_libops.txt"
+    for tree in "$PWD" "$LIBOPS" "$PWD" "$LIBOPS"; do
+      (cd "$tree" && PYTHONPATH=$PWD/src timeout 120 python3 scripts/host_overhead_bench.py --how default --impls vitkit) 2>>"$OUT/levers.log" \
+        | sed "s|^{|{\"tree\": \"$(basename "$tree")\", |" | tee -a "$OUT/host_overhead.jsonl"
+    done ;;
   round5-small)
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile \
       --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile ;;

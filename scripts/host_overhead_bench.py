@@ -53,9 +53,10 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=512)
     p.add_argument("--speed", default=S7)
     p.add_argument("--how", default="default,cpp_wrapper,cuda_graphs")
+    p.add_argument("--impls", default="vitkit,timm", help="comma-separated: vitkit, timm")
     args = p.parse_args()
     for how in args.how.split(","):
-        for impl in ("vitkit", "timm"):
+        for impl in args.impls.split(","):
             try:
                 print(json.dumps(measure(impl, args.speed, args, how)), flush=True)
             except Exception as e:  # noqa: BLE001 -- one way failing to compile is a result, the others still run
