@@ -18,9 +18,10 @@ from torch import nn
 
 from vitkit.layers.norm import LayerNorm, fold_affine
 
+from vitkit.layers import ops
 
-@torch.library.custom_op("vitkit::column_sum", mutates_args=())
-def column_sum(x: torch.Tensor) -> torch.Tensor:
+
+def _column_sum(x: torch.Tensor) -> torch.Tensor:
     """x (rows, cols) -> its sum over rows (cols), accumulated in fp32, returned in x's dtype."""
     if x.is_cuda:
         # a fresh vector each call (one tiny fill): a kept one would be a tensor that CUDA graphs'
@@ -29,9 +30,7 @@ def column_sum(x: torch.Tensor) -> torch.Tensor:
     return x.sum(0, dtype=torch.promote_types(x.dtype, torch.float32)).to(x.dtype)
 
 
-@column_sum.register_fake
-def _(x):
-    return x.new_empty(x.shape[1])
+column_sum = ops.define("column_sum(Tensor x) -> Tensor", _column_sum, lambda x: x.new_empty(x.shape[1]))
 
 
 class _Linear(torch.autograd.Function):

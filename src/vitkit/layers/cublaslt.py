@@ -33,6 +33,7 @@ import threading
 
 import torch
 
+from vitkit.layers import ops
 from vitkit.layers.linear_gelu import gelu_tanh, gelu_tanh_grad
 
 # Values from cublasLt.h / library_types.h (stable across CUDA 11-13).
@@ -246,8 +247,7 @@ def _reference_linear_dgelu(grad: torch.Tensor, weight: torch.Tensor, pre: torch
     return ((grad @ weight) * gelu_tanh_grad(pre)).to(grad.dtype)
 
 
-@torch.library.custom_op("vitkit::linear_gelu_aux", mutates_args=())
-def linear_gelu_aux(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _linear_gelu_aux(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """x (M, K), weight (N, K), bias (N) -> (gelu_tanh(pre), pre) with pre = x weight^T + bias, both (M, N)."""
     runner = _fused(x, weight, bias)
     if runner is None:
@@ -260,14 +260,16 @@ def linear_gelu_aux(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -
     return out, pre
 
 
-@linear_gelu_aux.register_fake
-def _(x, weight, bias):
+def _linear_gelu_aux_fake(x, weight, bias):
     shape = (x.shape[0], weight.shape[0])
     return x.new_empty(shape), x.new_empty(shape)
 
 
-@torch.library.custom_op("vitkit::linear_dgelu", mutates_args=())
-def linear_dgelu(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
+linear_gelu_aux = ops.define("linear_gelu_aux(Tensor x, Tensor weight, Tensor bias) -> (Tensor, Tensor)",
+                             _linear_gelu_aux, _linear_gelu_aux_fake)
+
+
+def _linear_dgelu(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
     """grad (M, N), weight (N, K), pre (M, K) -> (grad weight) * gelu_tanh'(pre), (M, K).
 
     The gradient through a linear layer fed by gelu_tanh(pre), carried back through the GELU.
@@ -283,6 +285,5 @@ def linear_dgelu(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor) ->
     return grad_pre
 
 
-@linear_dgelu.register_fake
-def _(grad, weight, pre):
-    return grad.new_empty(grad.shape[0], weight.shape[1])
+linear_dgelu = ops.define("linear_dgelu(Tensor grad, Tensor weight, Tensor pre) -> Tensor", _linear_dgelu,
+                          lambda grad, weight, pre: grad.new_empty(grad.shape[0], weight.shape[1]))

@@ -38,6 +38,8 @@ from typing import NamedTuple
 
 import torch
 
+from vitkit.layers import ops
+
 try:
     import triton
     import triton.language as tl
@@ -438,29 +440,20 @@ def _backward(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse:
 
 
 if triton is not None:
-    # Opaque custom ops rather than torch.library.triton_op: traced into a compiled graph, the same
-    # kernels ran 2.9-5.8x slower than launched by Triton itself (H200, PyTorch 2.11, speedrun model,
-    # per step: forward 1.49 vs 0.26 ms, backward 1.85 vs 0.63 ms), so torch.compile only sees their
-    # shapes.
-    @torch.library.custom_op("vitkit::tile_attention_forward", mutates_args=())
-    def _forward_op(qkv: torch.Tensor, num_heads: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-        return _forward(qkv, num_heads, scale)
-
-    @_forward_op.register_fake
-    def _(qkv: torch.Tensor, num_heads: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    # Opaque ops (vitkit.layers.ops) rather than torch.library.triton_op: traced into a compiled graph,
+    # the same kernels ran 2.9-5.8x slower than launched by Triton itself (H200, PyTorch 2.11, speedrun
+    # model, per step: forward 1.49 vs 0.26 ms, backward 1.85 vs 0.63 ms), so torch.compile only sees
+    # their shapes.
+    def _forward_fake(qkv: torch.Tensor, num_heads: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
         batch, n_tokens, three_width = qkv.shape
         return (qkv.new_empty(batch, n_tokens, three_width // 3),
                 qkv.new_empty(batch, num_heads, n_tokens, dtype=torch.float32))
 
-    @torch.library.custom_op("vitkit::tile_attention_backward", mutates_args=())
-    def _backward_op(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse: torch.Tensor,
-                     num_heads: int, scale: float) -> torch.Tensor:
-        return _backward(qkv, out, grad_out, lse, num_heads, scale)
-
-    @_backward_op.register_fake
-    def _(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse: torch.Tensor,
-          num_heads: int, scale: float) -> torch.Tensor:
-        return torch.empty_like(qkv)
+    _forward_op = ops.define("tile_attention_forward(Tensor qkv, int num_heads, float scale) -> (Tensor, Tensor)",
+                             _forward, _forward_fake)
+    _backward_op = ops.define("tile_attention_backward(Tensor qkv, Tensor out, Tensor grad_out, Tensor lse, "
+                              "int num_heads, float scale) -> Tensor", _backward,
+                              lambda qkv, out, grad_out, lse, num_heads, scale: torch.empty_like(qkv))
 
     def _setup_context(ctx, inputs, output) -> None:
         qkv, num_heads, scale = inputs
@@ -472,7 +465,7 @@ if triton is not None:
         qkv, out, lse = ctx.saved_tensors
         return _backward_op(qkv, out, grad_out, lse, ctx.num_heads, ctx.scale), None, None
 
-    _forward_op.register_autograd(_grad, setup_context=_setup_context)
+    ops.register_autograd(_forward_op, _grad, setup_context=_setup_context)
 
 
 def tile_attention(qkv: torch.Tensor, num_heads: int, scale: float | None = None) -> torch.Tensor:
