@@ -65,6 +65,16 @@ if triton is not None:
         return width, image * n_tokens * 3 * width + head * HEAD_DIM, image * n_tokens * width + head * HEAD_DIM
 
     @triton.jit
+    def _store_partials(partial_ptr, image_head, slot, slots, grad_sums, dims, HEADS: tl.constexpr,
+                        HEAD_DIM: tl.constexpr, PART: tl.constexpr):
+        """One program's column sums of its head's dQ (PART 0), dK (1) or dV (2) into row
+        (image, slot) of the (B, slots, 3, heads, head_dim) fp32 partial sums (inlined)."""
+        image = (image_head // HEADS).to(tl.int64)
+        width = HEADS * HEAD_DIM
+        row = partial_ptr + (image * slots + slot) * 3 * width + PART * width + (image_head % HEADS) * HEAD_DIM
+        tl.store(row + dims, grad_sums)
+
+    @triton.jit
     def _tile_attention_forward_kernel(qkv_ptr, out_ptr, lse_ptr, n_tokens: tl.constexpr, scale,
                                        HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
                                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
@@ -103,10 +113,11 @@ if triton is not None:
         tl.store(lse_ptr + image_head.to(tl.int64) * n_tokens + rows, row_max + tl.log2(row_sum), mask=row_ok)
 
     @triton.jit
-    def _tile_attention_backward_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr,
+    def _tile_attention_backward_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, partial_ptr,
                                         n_tokens: tl.constexpr, scale,
                                         HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+                                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                                        PARTIALS: tl.constexpr):
         image_head = tl.program_id(0)
         width, offset, out_base = _head_offsets(image_head, n_tokens, HEADS, HEAD_DIM)
         token_stride = 3 * width
@@ -120,6 +131,7 @@ if triton is not None:
         v = _load_rows(base + 2 * width, cols, col_ok, token_stride, dims)
         grad_k = tl.zeros((BLOCK_N, HEAD_DIM), dtype=tl.float32)
         grad_v = tl.zeros((BLOCK_N, HEAD_DIM), dtype=tl.float32)
+        grad_q_sum = tl.zeros((HEAD_DIM,), dtype=tl.float32)
 
         for start in range(0, n_tokens, BLOCK_M):
             rows = start + tl.arange(0, BLOCK_M)
@@ -140,8 +152,14 @@ if triton is not None:
             tl.store(grad_base + rows[:, None] * token_stride + dims[None, :],
                      grad_q.to(grad_qkv_ptr.dtype.element_ty), mask=row_ok[:, None])
             grad_k += tl.dot(tl.trans(grad_s.to(q.dtype)), q)
+            if PARTIALS:
+                grad_q_sum += tl.sum(grad_q, 0)
 
         grad_k = grad_k * scale
+        if PARTIALS:
+            _store_partials(partial_ptr, image_head, 0, 1, grad_q_sum, dims, HEADS, HEAD_DIM, 0)
+            _store_partials(partial_ptr, image_head, 0, 1, tl.sum(grad_k, 0), dims, HEADS, HEAD_DIM, 1)
+            _store_partials(partial_ptr, image_head, 0, 1, tl.sum(grad_v, 0), dims, HEADS, HEAD_DIM, 2)
         tl.store(grad_base + width + cols[:, None] * token_stride + dims[None, :],
                  grad_k.to(grad_qkv_ptr.dtype.element_ty), mask=col_ok[:, None])
         tl.store(grad_base + 2 * width + cols[:, None] * token_stride + dims[None, :],
@@ -149,10 +167,11 @@ if triton is not None:
 
     @triton.jit
     def _tile_attention_backward_split_kernel(qkv_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr,
-                                              delta_ptr,
+                                              delta_ptr, partial_ptr,
                                               n_tokens: tl.constexpr, scale,
                                               HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                              BLOCK: tl.constexpr, STEP: tl.constexpr):
+                                              BLOCK: tl.constexpr, STEP: tl.constexpr,
+                                              PARTIALS: tl.constexpr):
         """Backward for longer sequences (flash-attention-2 style): program `block` of an (image, head)
         computes dK and dV of key block `block` looping over query blocks, then dQ of query block
         `block` looping over key blocks, so no program holds all keys and no dQ is summed atomically.
@@ -192,6 +211,11 @@ if triton is not None:
                  (grad_k * scale).to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
         tl.store(grad_base + 2 * width + own[:, None] * token_stride + dims[None, :],
                  grad_v.to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
+        slots = tl.num_programs(0)
+        if PARTIALS:
+            _store_partials(partial_ptr, image_head, block, slots, tl.sum(grad_k, 0) * scale, dims, HEADS,
+                            HEAD_DIM, 1)
+            _store_partials(partial_ptr, image_head, block, slots, tl.sum(grad_v, 0), dims, HEADS, HEAD_DIM, 2)
 
         # dQ of the queries in `own` (new names: Triton loops may not change a variable's shape)
         q_own = _load_rows(base, own, own_ok, token_stride, dims)
@@ -210,6 +234,9 @@ if triton is not None:
             grad_q += tl.dot(grad_s_own.to(k_step.dtype), k_step)
         tl.store(grad_base + own[:, None] * token_stride + dims[None, :],
                  (grad_q * scale).to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
+        if PARTIALS:
+            _store_partials(partial_ptr, image_head, block, slots, tl.sum(grad_q, 0) * scale, dims, HEADS,
+                            HEAD_DIM, 0)
 
     @triton.jit
     def _tile_attention_delta_kernel(out_ptr, grad_out_ptr, delta_ptr, n_rows, HEADS: tl.constexpr,
@@ -278,8 +305,9 @@ if triton is not None:
         tl.store(lse, max_c + tl.log2(sum_c))
 
     @triton.jit
-    def _class_split_backward_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, scale,
-                                     HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, PATCHES: tl.constexpr):
+    def _class_split_backward_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, partial_ptr, scale,
+                                     HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, PATCHES: tl.constexpr,
+                                     PARTIALS: tl.constexpr):
         """Backward of _class_split_forward_kernel, one program per (image, head): P and dP recomputed
         as the patch tile plus the class token's row and column, dQ, dK, dV written in the QKV layout."""
         image_head = tl.program_id(0)
@@ -323,6 +351,12 @@ if triton is not None:
         tl.store(grad_base + dims, (grad_q0 * scale).to(dtype))
         tl.store(grad_base + width + dims, (grad_k0 * scale).to(dtype))
         tl.store(grad_base + 2 * width + dims, grad_v0.to(dtype))
+        if PARTIALS:
+            _store_partials(partial_ptr, image_head, 0, 1, (tl.sum(grad_q, 0) + grad_q0) * scale, dims, HEADS,
+                            HEAD_DIM, 0)
+            _store_partials(partial_ptr, image_head, 0, 1, (tl.sum(grad_k, 0) + grad_k0) * scale, dims, HEADS,
+                            HEAD_DIM, 1)
+            _store_partials(partial_ptr, image_head, 0, 1, tl.sum(grad_v, 0) + grad_v0, dims, HEADS, HEAD_DIM, 2)
 
 
 def available() -> bool:
@@ -409,34 +443,44 @@ def _forward(qkv: torch.Tensor, num_heads: int, scale: float) -> tuple[torch.Ten
     return out, lse
 
 
+def partial_slots(n_tokens: int, head_dim: int) -> int:
+    """Programs per (image, head) of the backward pass: rows per image of its column-sum partials."""
+    cfg = launch(n_tokens, head_dim)
+    return triton.cdiv(n_tokens, cfg.backward_block) if cfg.split_backward and not cfg.class_split else 1
+
+
 def _backward(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse: torch.Tensor,
-              num_heads: int, scale: float) -> torch.Tensor:
+              num_heads: int, scale: float, partials: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """dQKV, and with `partials` each program's column sums of it: (B, slots, 3 * heads * head_dim) fp32,
+    whose sum over the first two dimensions is the QKV projection's bias gradient."""
     batch, n_tokens, head_dim = _check(qkv, num_heads)
     qkv, out, grad_out = qkv.contiguous(), out.contiguous(), grad_out.contiguous()
     grad_qkv = torch.empty_like(qkv)  # (B, N, 3, heads, head_dim), every element written by the kernel
+    sums = (torch.empty(batch, partial_slots(n_tokens, head_dim), qkv.shape[2], device=qkv.device,
+                        dtype=torch.float32) if partials else None)
     cfg = launch(n_tokens, head_dim)
     stages = {} if cfg.backward_stages is None else {"num_stages": cfg.backward_stages}
     if cfg.class_split:
-        _class_split_backward_kernel[(batch * num_heads,)](qkv, out, grad_out, lse, grad_qkv, scale, HEADS=num_heads,
-                                                           HEAD_DIM=head_dim, PATCHES=n_tokens - 1,
-                                                           num_warps=cfg.backward_warps)
+        _class_split_backward_kernel[(batch * num_heads,)](qkv, out, grad_out, lse, grad_qkv, sums, scale,
+                                                           HEADS=num_heads, HEAD_DIM=head_dim, PATCHES=n_tokens - 1,
+                                                           PARTIALS=partials, num_warps=cfg.backward_warps)
     elif cfg.split_backward:
         delta = torch.empty_like(lse)
         n_rows, rows = batch * n_tokens * num_heads, 64
         _tile_attention_delta_kernel[(triton.cdiv(n_rows, rows),)](
             out, grad_out, delta, n_rows, HEADS=num_heads, HEAD_DIM=head_dim, n_tokens=n_tokens, ROWS=rows)
         grid = (triton.cdiv(n_tokens, cfg.backward_block), batch * num_heads)
-        _tile_attention_backward_split_kernel[grid](qkv, grad_out, lse, grad_qkv, delta, n_tokens, scale,
+        _tile_attention_backward_split_kernel[grid](qkv, grad_out, lse, grad_qkv, delta, sums, n_tokens, scale,
                                                     HEADS=num_heads, HEAD_DIM=head_dim,
                                                     BLOCK=cfg.backward_block, STEP=cfg.backward_step,
-                                                    num_warps=cfg.backward_warps, **stages)
+                                                    PARTIALS=partials, num_warps=cfg.backward_warps, **stages)
     else:
-        _tile_attention_backward_kernel[(batch * num_heads,)](qkv, out, grad_out, lse, grad_qkv, n_tokens,
+        _tile_attention_backward_kernel[(batch * num_heads,)](qkv, out, grad_out, lse, grad_qkv, sums, n_tokens,
                                                               scale, HEADS=num_heads, HEAD_DIM=head_dim,
                                                               BLOCK_M=cfg.backward_block,
-                                                              BLOCK_N=cfg.backward_step,
+                                                              BLOCK_N=cfg.backward_step, PARTIALS=partials,
                                                               num_warps=cfg.backward_warps, **stages)
-    return grad_qkv
+    return grad_qkv, sums
 
 
 if triton is not None:
@@ -452,8 +496,19 @@ if triton is not None:
     _forward_op = ops.define("tile_attention_forward(Tensor qkv, int num_heads, float scale) -> (Tensor, Tensor)",
                              _forward, _forward_fake)
     _backward_op = ops.define("tile_attention_backward(Tensor qkv, Tensor out, Tensor grad_out, Tensor lse, "
-                              "int num_heads, float scale) -> Tensor", _backward,
+                              "int num_heads, float scale) -> Tensor",
+                              lambda *args: _backward(*args)[0],
                               lambda qkv, out, grad_out, lse, num_heads, scale: torch.empty_like(qkv))
+
+    def _partials_fake(qkv, out, grad_out, lse, num_heads, scale):
+        batch, n_tokens, three_width = qkv.shape
+        slots = partial_slots(n_tokens, three_width // (3 * num_heads))
+        return torch.empty_like(qkv), qkv.new_empty(batch, slots, three_width, dtype=torch.float32)
+
+    backward_with_partials = ops.define(
+        "tile_attention_backward_partials(Tensor qkv, Tensor out, Tensor grad_out, Tensor lse, int num_heads, "
+        "float scale) -> (Tensor, Tensor)", lambda *args: _backward(*args, partials=True), _partials_fake)
+    forward = _forward_op
 
     def _setup_context(ctx, inputs, output) -> None:
         qkv, num_heads, scale = inputs
