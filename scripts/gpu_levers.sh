@@ -139,8 +139,14 @@ PY
            --compile-mode reduce-overhead --speed $S7 --speed $S7,qkv_bias_sums)
     run "${SMALL[@]}"
     VITKIT_PLAIN_DGELU=1 run "${SMALL[@]}" ;;
-  round9-b16)
+  round9-b16)  # CIFAR-scale kernel profiles without and with qkv_bias_sums, then B/16 with and without it
+    S7=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm
     R7=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm
+    for speed in $S7 $S7,qkv_bias_sums; do
+      python3 scripts/gpu_profile.py --model vit_s4 --img-size 32 --depth 7 --batch 512 --set num_classes=10 --top 200 \
+        --impls vitkit --speed $speed >>"$OUT/profiles.jsonl" 2>>"$OUT/levers.log"
+    done
+    cut -c1-400 "$OUT/profiles.jsonl"
     run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --speed $R7 --speed $R7,qkv_bias_sums ;;
   round5-small)
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile \
