@@ -44,7 +44,7 @@ PARITY = textwrap.dedent("""
         assert err_out < tol and err_grad < 2 * tol, (B, N, H, d, dtype, ta.launch(N, d), err_out, err_grad)
 
     def check_qkv_bias_sums(B, N, H, d):
-        # the QKV projection + kernel node (bias gradient from the kernel's partial sums) against F.linear + SDPA
+        # the QKV projection + kernel node (its bias gradient from dq and dO sums) against F.linear + SDPA
         from vitkit.layers.qkv_attention import qkv_tile_attention
         D = H * d
         x, w, b = ((0.3 * torch.randn(*shape)).requires_grad_() for shape in [(B, N, 24), (3 * D, 24), (3 * D,)])
@@ -61,7 +61,7 @@ PARITY = textwrap.dedent("""
             assert err < 1e-5, (B, N, H, d, ta.launch(N, d), err)
 
     torch.manual_seed(0)
-    # the bias gradient from the partial sums of each backward kernel: class split, split, one tile
+    # through each backward kernel: class split, split, one tile
     for shape in [(2, 65, 2, 16), (2, 150, 2, 32), (3, 50, 2, 16)]:
         check_qkv_bias_sums(*shape)
     # (batch, tokens, heads, head_dim, dtype): odd token counts exercise the padded rows and columns;
@@ -73,8 +73,10 @@ PARITY = textwrap.dedent("""
         check(*shape)
     # other launch sizes of the long-sequence path: unequal blocks, other key blocks
     default = ta.launch
+    # and the backward with dQ in a scratch, one program per (image, head)
     for override in [{"backward_block": 32, "backward_step": 64},
-                     {"backward_block": 64, "backward_step": 32, "block_m": 32, "block_n": 128}]:
+                     {"backward_block": 64, "backward_step": 32, "block_m": 32, "block_n": 128},
+                     {"dq_scratch": True}, {"dq_scratch": True, "backward_block": 32, "backward_step": 64}]:
         ta.launch = lambda n, d, o=override: default(n, d)._replace(**o)
         check(2, 150, 2, 32, torch.float32)
     # a class token plus a power of two of patches (17, 33, 65 tokens) takes the class-split kernels;
@@ -166,7 +168,7 @@ def test_tile_attention_at_65_tokens_takes_the_class_split_kernels_and_matches_s
 @pytest.mark.parametrize("shape", [{"img_size": 32, "patch_size": 4},  # 65 tokens: the class-split backward
                                    {"img_size": 224, "patch_size": 16},  # 197: the split backward
                                    {"img_size": 32, "patch_size": 5, "stride": 3}])  # 101: the one-tile backward
-def test_qkv_bias_sums_from_every_backward_kernel_match_the_plain_tile_path_on_the_gpu(shape, monkeypatch):
+def test_qkv_bias_sums_match_the_plain_tile_path_through_every_backward_kernel_on_the_gpu(shape, monkeypatch):
     from vitkit.layers import qkv_attention
 
     calls = []

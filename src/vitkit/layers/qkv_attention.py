@@ -1,15 +1,20 @@
 """The QKV projection and the tile attention kernel as one autograd node (speed option `qkv_bias_sums`).
 
-Why: the QKV projection's bias gradient is the column sum of dQKV, a (tokens, 3 x width) gradient that
-the attention backward kernel has just written. Summed by Inductor (or by bias_grad's GEMV) it is
-read back from memory once more: at the CIFAR-scale shape 77 MB per layer, at ViT-B/16's 232 MB. The
-kernel holds those gradients in registers, so it also writes each program's column sums (a few KB per
-image); the bias gradient is their sum. A single node is needed because autograd hands the QKV linear
-only dQKV, not the sums beside it.
+Why: the QKV projection's bias gradient is the column sum of dQKV, a (tokens, 3 x width) gradient
+read back from memory once more after the attention backward kernel has written it (CIFAR-scale
+model: 77 MB per layer; ViT-B/16: 232 MB). Two thirds of that sum are known without reading dQKV:
 
-    forward:  qkv = x W^T + b;  out = attention(qkv)                  (the kernel: vitkit.layers.tile_attention)
-    backward: dqkv, partials = attention backward(...)
-              dW = dqkv^T x,  dx = dqkv W,  db = partials summed
+- the keys' bias gradient is exactly zero: a key bias adds q_i . b_k to every score of query i, a
+  constant per softmax row, which the softmax removes;
+- the values' bias gradient is the column sum of dO, the attention output's gradient: each output
+  row is a convex combination of value rows (softmax rows sum to one), so b_v reaches it whole.
+
+So only the queries' third of dQKV is summed, plus dO, which is a third of dQKV's size. A single node
+is needed because autograd hands the QKV linear only dQKV, not dO.
+
+    forward:  qkv = x W^T + b;  out = attention(qkv)        (the kernel: vitkit.layers.tile_attention)
+    backward: dqkv = attention backward(...);  dW = dqkv^T x;  dx = dqkv W
+              db = (column sums of dq, 0, column sums of dO)
 """
 
 from __future__ import annotations
@@ -34,10 +39,12 @@ class _QkvTileAttention(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, weight, qkv, out, lse = ctx.saved_tensors
         grad_out = grad_out.contiguous().view(out.shape)
-        grad_qkv, partials = tile_attention.backward_with_partials(qkv, out, grad_out, lse, ctx.num_heads, ctx.scale)
-        grad_qkv = grad_qkv.view(x.shape[0], -1)
+        grad_qkv = tile_attention.backward(qkv, out, grad_out, lse, ctx.num_heads, ctx.scale).view(x.shape[0], -1)
         grad_x = grad_qkv @ weight if ctx.needs_input_grad[0] else None
-        grad_bias = partials.sum((0, 1)).to(grad_qkv.dtype)  # fp32 sums rounded once, as `sum` would
+        width = out.shape[-1]
+        sums = [grad_qkv[:, :width].sum(0, dtype=torch.float32), grad_qkv.new_zeros(width, dtype=torch.float32),
+                grad_out.reshape(-1, width).sum(0, dtype=torch.float32)]
+        grad_bias = torch.cat(sums).to(grad_qkv.dtype)  # fp32 sums rounded once, as `sum` would
         return grad_x, grad_qkv.t() @ x, grad_bias, None, None, None
 
 

@@ -65,16 +65,6 @@ if triton is not None:
         return width, image * n_tokens * 3 * width + head * HEAD_DIM, image * n_tokens * width + head * HEAD_DIM
 
     @triton.jit
-    def _store_partials(partial_ptr, image_head, slot, slots, grad_sums, dims, HEADS: tl.constexpr,
-                        HEAD_DIM: tl.constexpr, PART: tl.constexpr):
-        """One program's column sums of its head's dQ (PART 0), dK (1) or dV (2) into row
-        (image, slot) of the (B, slots, 3, heads, head_dim) fp32 partial sums (inlined)."""
-        image = (image_head // HEADS).to(tl.int64)
-        width = HEADS * HEAD_DIM
-        row = partial_ptr + (image * slots + slot) * 3 * width + PART * width + (image_head % HEADS) * HEAD_DIM
-        tl.store(row + dims, grad_sums)
-
-    @triton.jit
     def _tile_attention_forward_kernel(qkv_ptr, out_ptr, lse_ptr, n_tokens: tl.constexpr, scale,
                                        HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
                                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
@@ -113,11 +103,10 @@ if triton is not None:
         tl.store(lse_ptr + image_head.to(tl.int64) * n_tokens + rows, row_max + tl.log2(row_sum), mask=row_ok)
 
     @triton.jit
-    def _tile_attention_backward_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, partial_ptr,
+    def _tile_attention_backward_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr,
                                         n_tokens: tl.constexpr, scale,
                                         HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                                        PARTIALS: tl.constexpr):
+                                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
         image_head = tl.program_id(0)
         width, offset, out_base = _head_offsets(image_head, n_tokens, HEADS, HEAD_DIM)
         token_stride = 3 * width
@@ -131,7 +120,6 @@ if triton is not None:
         v = _load_rows(base + 2 * width, cols, col_ok, token_stride, dims)
         grad_k = tl.zeros((BLOCK_N, HEAD_DIM), dtype=tl.float32)
         grad_v = tl.zeros((BLOCK_N, HEAD_DIM), dtype=tl.float32)
-        grad_q_sum = tl.zeros((HEAD_DIM,), dtype=tl.float32)
 
         for start in range(0, n_tokens, BLOCK_M):
             rows = start + tl.arange(0, BLOCK_M)
@@ -152,14 +140,8 @@ if triton is not None:
             tl.store(grad_base + rows[:, None] * token_stride + dims[None, :],
                      grad_q.to(grad_qkv_ptr.dtype.element_ty), mask=row_ok[:, None])
             grad_k += tl.dot(tl.trans(grad_s.to(q.dtype)), q)
-            if PARTIALS:
-                grad_q_sum += tl.sum(grad_q, 0)
 
         grad_k = grad_k * scale
-        if PARTIALS:
-            _store_partials(partial_ptr, image_head, 0, 1, grad_q_sum, dims, HEADS, HEAD_DIM, 0)
-            _store_partials(partial_ptr, image_head, 0, 1, tl.sum(grad_k, 0), dims, HEADS, HEAD_DIM, 1)
-            _store_partials(partial_ptr, image_head, 0, 1, tl.sum(grad_v, 0), dims, HEADS, HEAD_DIM, 2)
         tl.store(grad_base + width + cols[:, None] * token_stride + dims[None, :],
                  grad_k.to(grad_qkv_ptr.dtype.element_ty), mask=col_ok[:, None])
         tl.store(grad_base + 2 * width + cols[:, None] * token_stride + dims[None, :],
@@ -167,11 +149,10 @@ if triton is not None:
 
     @triton.jit
     def _tile_attention_backward_split_kernel(qkv_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr,
-                                              delta_ptr, partial_ptr,
+                                              delta_ptr,
                                               n_tokens: tl.constexpr, scale,
                                               HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                              BLOCK: tl.constexpr, STEP: tl.constexpr,
-                                              PARTIALS: tl.constexpr):
+                                              BLOCK: tl.constexpr, STEP: tl.constexpr):
         """Backward for longer sequences (flash-attention-2 style): program `block` of an (image, head)
         computes dK and dV of key block `block` looping over query blocks, then dQ of query block
         `block` looping over key blocks, so no program holds all keys and no dQ is summed atomically.
@@ -211,11 +192,6 @@ if triton is not None:
                  (grad_k * scale).to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
         tl.store(grad_base + 2 * width + own[:, None] * token_stride + dims[None, :],
                  grad_v.to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
-        slots = tl.num_programs(0)
-        if PARTIALS:
-            _store_partials(partial_ptr, image_head, block, slots, tl.sum(grad_k, 0) * scale, dims, HEADS,
-                            HEAD_DIM, 1)
-            _store_partials(partial_ptr, image_head, block, slots, tl.sum(grad_v, 0), dims, HEADS, HEAD_DIM, 2)
 
         # dQ of the queries in `own` (new names: Triton loops may not change a variable's shape)
         q_own = _load_rows(base, own, own_ok, token_stride, dims)
@@ -234,9 +210,60 @@ if triton is not None:
             grad_q += tl.dot(grad_s_own.to(k_step.dtype), k_step)
         tl.store(grad_base + own[:, None] * token_stride + dims[None, :],
                  (grad_q * scale).to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
-        if PARTIALS:
-            _store_partials(partial_ptr, image_head, block, slots, tl.sum(grad_q, 0) * scale, dims, HEADS,
-                            HEAD_DIM, 0)
+
+    @triton.jit
+    def _tile_attention_backward_scratch_kernel(qkv_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, delta_ptr, dq_ptr,
+                                                n_tokens: tl.constexpr, scale,
+                                                HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
+                                                BLOCK: tl.constexpr, STEP: tl.constexpr):
+        """Backward for longer sequences, one program per (image, head): for each key block, dK and dV
+        over all query blocks, with each query block's dQ share added to an fp32 scratch (B * heads,
+        N, head_dim) that only this program touches; then dQ from the scratch. Five matmuls per
+        (query block, key block) against the split kernel's seven (which recomputes P and dP for dQ)."""
+        image_head = tl.program_id(0)
+        width, offset, out_base = _head_offsets(image_head, n_tokens, HEADS, HEAD_DIM)
+        token_stride = 3 * width
+        dims = tl.arange(0, HEAD_DIM)
+        base = qkv_ptr + offset
+        grad_base = grad_qkv_ptr + offset
+        lse_base = lse_ptr + image_head.to(tl.int64) * n_tokens
+        delta_base = delta_ptr + image_head.to(tl.int64) * n_tokens
+        dq_base = dq_ptr + image_head.to(tl.int64) * n_tokens * HEAD_DIM
+        log2_scale = scale * 1.4426950408889634
+        for key_start in range(0, n_tokens, BLOCK):
+            cols = key_start + tl.arange(0, BLOCK)
+            col_ok = cols < n_tokens
+            k = _load_rows(base + width, cols, col_ok, token_stride, dims)
+            v = _load_rows(base + 2 * width, cols, col_ok, token_stride, dims)
+            grad_k = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
+            grad_v = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
+            tl.debug_barrier()  # the previous key block's scratch writes are visible to every thread
+            for start in range(0, n_tokens, STEP):
+                rows = start + tl.arange(0, STEP)
+                row_ok = rows < n_tokens
+                q = _load_rows(base, rows, row_ok, token_stride, dims)
+                do = _load_rows(grad_out_ptr + out_base, rows, row_ok, width, dims)
+                lse = tl.load(lse_base + rows, mask=row_ok, other=0.0)
+                delta = tl.load(delta_base + rows, mask=row_ok, other=0.0)
+                p = tl.exp2(tl.dot(q, tl.trans(k)) * log2_scale - lse[:, None])
+                p = tl.where(row_ok[:, None] & col_ok[None, :], p, 0.0)  # (STEP, BLOCK)
+                grad_v += tl.dot(tl.trans(p.to(do.dtype)), do)
+                grad_s = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
+                grad_k += tl.dot(tl.trans(grad_s.to(q.dtype)), q)
+                dq_tile = dq_base + rows[:, None] * HEAD_DIM + dims[None, :]
+                seen = tl.load(dq_tile, mask=row_ok[:, None] & (key_start > 0), other=0.0)  # first block: none yet
+                tl.store(dq_tile, seen + tl.dot(grad_s.to(k.dtype), k), mask=row_ok[:, None])
+            tl.store(grad_base + width + cols[:, None] * token_stride + dims[None, :],
+                     (grad_k * scale).to(grad_qkv_ptr.dtype.element_ty), mask=col_ok[:, None])
+            tl.store(grad_base + 2 * width + cols[:, None] * token_stride + dims[None, :],
+                     grad_v.to(grad_qkv_ptr.dtype.element_ty), mask=col_ok[:, None])
+        tl.debug_barrier()
+        for start in range(0, n_tokens, STEP):
+            rows = start + tl.arange(0, STEP)
+            row_ok = rows < n_tokens
+            grad_q = _load_rows(dq_base, rows, row_ok, HEAD_DIM, dims)
+            tl.store(grad_base + rows[:, None] * token_stride + dims[None, :],
+                     (grad_q * scale).to(grad_qkv_ptr.dtype.element_ty), mask=row_ok[:, None])
 
     @triton.jit
     def _tile_attention_delta_kernel(out_ptr, grad_out_ptr, delta_ptr, n_rows, HEADS: tl.constexpr,
@@ -305,9 +332,8 @@ if triton is not None:
         tl.store(lse, max_c + tl.log2(sum_c))
 
     @triton.jit
-    def _class_split_backward_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, partial_ptr, scale,
-                                     HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, PATCHES: tl.constexpr,
-                                     PARTIALS: tl.constexpr):
+    def _class_split_backward_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, scale,
+                                     HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, PATCHES: tl.constexpr):
         """Backward of _class_split_forward_kernel, one program per (image, head): P and dP recomputed
         as the patch tile plus the class token's row and column, dQ, dK, dV written in the QKV layout."""
         image_head = tl.program_id(0)
@@ -351,12 +377,6 @@ if triton is not None:
         tl.store(grad_base + dims, (grad_q0 * scale).to(dtype))
         tl.store(grad_base + width + dims, (grad_k0 * scale).to(dtype))
         tl.store(grad_base + 2 * width + dims, grad_v0.to(dtype))
-        if PARTIALS:
-            _store_partials(partial_ptr, image_head, 0, 1, (tl.sum(grad_q, 0) + grad_q0) * scale, dims, HEADS,
-                            HEAD_DIM, 0)
-            _store_partials(partial_ptr, image_head, 0, 1, (tl.sum(grad_k, 0) + grad_k0) * scale, dims, HEADS,
-                            HEAD_DIM, 1)
-            _store_partials(partial_ptr, image_head, 0, 1, tl.sum(grad_v, 0) + grad_v0, dims, HEADS, HEAD_DIM, 2)
 
 
 def available() -> bool:
@@ -388,6 +408,7 @@ class Launch(NamedTuple):
     forward_stages: int | None = None  # software-pipelining depth (None: Triton's default)
     backward_stages: int | None = None
     class_split: bool = False  # 1 + 2^k tokens: patches as one tile, the class token as vectors
+    dq_scratch: bool = False  # split backward as one program per (image, head), dQ summed in an fp32 scratch
 
 
 def class_split_fits(n_tokens: int) -> bool:
@@ -443,44 +464,40 @@ def _forward(qkv: torch.Tensor, num_heads: int, scale: float) -> tuple[torch.Ten
     return out, lse
 
 
-def partial_slots(n_tokens: int, head_dim: int) -> int:
-    """Programs per (image, head) of the backward pass: rows per image of its column-sum partials."""
-    cfg = launch(n_tokens, head_dim)
-    return triton.cdiv(n_tokens, cfg.backward_block) if cfg.split_backward and not cfg.class_split else 1
-
-
 def _backward(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse: torch.Tensor,
-              num_heads: int, scale: float, partials: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """dQKV, and with `partials` each program's column sums of it: (B, slots, 3 * heads * head_dim) fp32,
-    whose sum over the first two dimensions is the QKV projection's bias gradient."""
+              num_heads: int, scale: float) -> torch.Tensor:
     batch, n_tokens, head_dim = _check(qkv, num_heads)
     qkv, out, grad_out = qkv.contiguous(), out.contiguous(), grad_out.contiguous()
     grad_qkv = torch.empty_like(qkv)  # (B, N, 3, heads, head_dim), every element written by the kernel
-    sums = (torch.empty(batch, partial_slots(n_tokens, head_dim), qkv.shape[2], device=qkv.device,
-                        dtype=torch.float32) if partials else None)
     cfg = launch(n_tokens, head_dim)
     stages = {} if cfg.backward_stages is None else {"num_stages": cfg.backward_stages}
     if cfg.class_split:
-        _class_split_backward_kernel[(batch * num_heads,)](qkv, out, grad_out, lse, grad_qkv, sums, scale,
-                                                           HEADS=num_heads, HEAD_DIM=head_dim, PATCHES=n_tokens - 1,
-                                                           PARTIALS=partials, num_warps=cfg.backward_warps)
+        _class_split_backward_kernel[(batch * num_heads,)](qkv, out, grad_out, lse, grad_qkv, scale, HEADS=num_heads,
+                                                           HEAD_DIM=head_dim, PATCHES=n_tokens - 1,
+                                                           num_warps=cfg.backward_warps)
     elif cfg.split_backward:
         delta = torch.empty_like(lse)
         n_rows, rows = batch * n_tokens * num_heads, 64
         _tile_attention_delta_kernel[(triton.cdiv(n_rows, rows),)](
             out, grad_out, delta, n_rows, HEADS=num_heads, HEAD_DIM=head_dim, n_tokens=n_tokens, ROWS=rows)
+        if cfg.dq_scratch:
+            dq = torch.empty(batch * num_heads, n_tokens, head_dim, device=qkv.device, dtype=torch.float32)
+            _tile_attention_backward_scratch_kernel[(batch * num_heads,)](
+                qkv, grad_out, lse, grad_qkv, delta, dq, n_tokens, scale, HEADS=num_heads, HEAD_DIM=head_dim,
+                BLOCK=cfg.backward_block, STEP=cfg.backward_step, num_warps=cfg.backward_warps, **stages)
+            return grad_qkv
         grid = (triton.cdiv(n_tokens, cfg.backward_block), batch * num_heads)
-        _tile_attention_backward_split_kernel[grid](qkv, grad_out, lse, grad_qkv, delta, sums, n_tokens, scale,
+        _tile_attention_backward_split_kernel[grid](qkv, grad_out, lse, grad_qkv, delta, n_tokens, scale,
                                                     HEADS=num_heads, HEAD_DIM=head_dim,
                                                     BLOCK=cfg.backward_block, STEP=cfg.backward_step,
-                                                    PARTIALS=partials, num_warps=cfg.backward_warps, **stages)
+                                                    num_warps=cfg.backward_warps, **stages)
     else:
-        _tile_attention_backward_kernel[(batch * num_heads,)](qkv, out, grad_out, lse, grad_qkv, sums, n_tokens,
+        _tile_attention_backward_kernel[(batch * num_heads,)](qkv, out, grad_out, lse, grad_qkv, n_tokens,
                                                               scale, HEADS=num_heads, HEAD_DIM=head_dim,
                                                               BLOCK_M=cfg.backward_block,
-                                                              BLOCK_N=cfg.backward_step, PARTIALS=partials,
+                                                              BLOCK_N=cfg.backward_step,
                                                               num_warps=cfg.backward_warps, **stages)
-    return grad_qkv, sums
+    return grad_qkv
 
 
 if triton is not None:
@@ -496,19 +513,8 @@ if triton is not None:
     _forward_op = ops.define("tile_attention_forward(Tensor qkv, int num_heads, float scale) -> (Tensor, Tensor)",
                              _forward, _forward_fake)
     _backward_op = ops.define("tile_attention_backward(Tensor qkv, Tensor out, Tensor grad_out, Tensor lse, "
-                              "int num_heads, float scale) -> Tensor",
-                              lambda *args: _backward(*args)[0],
+                              "int num_heads, float scale) -> Tensor", _backward,
                               lambda qkv, out, grad_out, lse, num_heads, scale: torch.empty_like(qkv))
-
-    def _partials_fake(qkv, out, grad_out, lse, num_heads, scale):
-        batch, n_tokens, three_width = qkv.shape
-        slots = partial_slots(n_tokens, three_width // (3 * num_heads))
-        return torch.empty_like(qkv), qkv.new_empty(batch, slots, three_width, dtype=torch.float32)
-
-    backward_with_partials = ops.define(
-        "tile_attention_backward_partials(Tensor qkv, Tensor out, Tensor grad_out, Tensor lse, int num_heads, "
-        "float scale) -> (Tensor, Tensor)", lambda *args: _backward(*args, partials=True), _partials_fake)
-    forward = _forward_op
 
     def _setup_context(ctx, inputs, output) -> None:
         qkv, num_heads, scale = inputs
@@ -521,6 +527,7 @@ if triton is not None:
         return _backward_op(qkv, out, grad_out, lse, ctx.num_heads, ctx.scale), None, None
 
     ops.register_autograd(_forward_op, _grad, setup_context=_setup_context)
+    forward, backward = _forward_op, _backward_op  # for callers with their own autograd (vitkit.layers.qkv_attention)
 
 
 def tile_attention(qkv: torch.Tensor, num_heads: int, scale: float | None = None) -> torch.Tensor:
