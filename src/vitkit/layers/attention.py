@@ -45,7 +45,8 @@ class Attention(nn.Module):
                 and qkv_attention.applies(x, self.head_dim, self.qkv.bias, dropout_p)):
             weight, bias = ((self.qkv.weight, self.qkv.bias) if affine is None
                             else fold_affine(affine, self.qkv.weight, self.qkv.bias))
-            out = qkv_attention.qkv_tile_attention(x, weight, bias, self.num_heads, self.scale)
+            out = qkv_attention.qkv_tile_attention(x, weight, bias, self.num_heads, self.scale,
+                                                   self.column_sum_bias_grad)
             return self.proj_drop(bias_grad.layer_linear(out, self.proj, column_sums=self.column_sum_bias_grad)), None
         qkv = bias_grad.layer_linear(x, self.qkv, affine, self.column_sum_bias_grad)  # (B, N, 3 * D), laid out as (B, N, 3, heads, head_dim)
         if self.tile_kernel and not need_weights and tile_attention.applies(qkv, self.head_dim, dropout_p):

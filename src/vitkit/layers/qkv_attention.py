@@ -22,17 +22,17 @@ from __future__ import annotations
 import torch
 
 from vitkit.layers import tile_attention
-from vitkit.layers.bias_grad import apply_on_rows
+from vitkit.layers.bias_grad import apply_on_rows, column_sum
 from vitkit.layers.linear_gelu import matmul_dtype
 
 
 class _QkvTileAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, n_tokens: int, num_heads: int, scale: float):
+    def forward(ctx, x, weight, bias, n_tokens: int, num_heads: int, scale: float, column_sums: bool):
         qkv = torch.addmm(bias, x, weight.t()).view(-1, n_tokens, weight.shape[0])
         out, lse = tile_attention.forward(qkv, num_heads, scale)
         ctx.save_for_backward(x, weight, qkv, out, lse)
-        ctx.num_heads, ctx.scale = num_heads, scale
+        ctx.num_heads, ctx.scale, ctx.column_sums = num_heads, scale, column_sums
         return out.view(x.shape[0], -1)
 
     @staticmethod
@@ -42,10 +42,11 @@ class _QkvTileAttention(torch.autograd.Function):
         grad_qkv = tile_attention.backward(qkv, out, grad_out, lse, ctx.num_heads, ctx.scale).view(x.shape[0], -1)
         grad_x = grad_qkv @ weight if ctx.needs_input_grad[0] else None
         width = out.shape[-1]
-        sums = [grad_qkv[:, :width].sum(0, dtype=torch.float32), grad_qkv.new_zeros(width, dtype=torch.float32),
-                grad_out.reshape(-1, width).sum(0, dtype=torch.float32)]
-        grad_bias = torch.cat(sums).to(grad_qkv.dtype)  # fp32 sums rounded once, as `sum` would
-        return grad_x, grad_qkv.t() @ x, grad_bias, None, None, None
+        # fp32 sums rounded once, as `sum` would; bias_grad's GEMV reads the q slice in place
+        total = column_sum if ctx.column_sums else (lambda g: g.sum(0, dtype=torch.float32).to(g.dtype))
+        grad_bias = torch.cat([total(grad_qkv[:, :width]), grad_qkv.new_zeros(width),
+                               total(grad_out.reshape(-1, width))])
+        return grad_x, grad_qkv.t() @ x, grad_bias, None, None, None, None
 
 
 def applies(x: torch.Tensor, head_dim: int, bias: torch.Tensor | None, dropout_p: float) -> bool:
@@ -56,10 +57,11 @@ def applies(x: torch.Tensor, head_dim: int, bias: torch.Tensor | None, dropout_p
 
 
 def qkv_tile_attention(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, num_heads: int,
-                       scale: float) -> torch.Tensor:
+                       scale: float, column_sums: bool = False) -> torch.Tensor:
     """tile_attention(x W^T + b) for x (B, N, D), W (3 D', D), b (3 D'): (B, N, D'), trainable.
 
-    Under autocast x, W and b are cast to the autocast dtype first, as `F.linear` would.
+    Under autocast x, W and b are cast to the autocast dtype first, as `F.linear` would. column_sums:
+    the two sums from vitkit.layers.bias_grad's GEMV (speed option bias_grad) rather than Inductor's.
     """
     return apply_on_rows(_QkvTileAttention, x, (weight, bias), weight.shape[0] // 3, x.shape[1], num_heads,
-                         float(scale))
+                         float(scale), column_sums)
