@@ -73,11 +73,7 @@ def candidates_for(tokens: int) -> dict[str, dict]:
                 {"backward_block": b, "backward_step": t, "backward_warps": w, "backward_stages": st}
                 for b, t, w, st in [(64, 64, 4, 3), (64, 64, 4, 1), (64, 64, 4, 2), (64, 64, 4, 4),
                                     (128, 32, 8, 2), (64, 32, 4, 2), (128, 64, 8, 1), (128, 64, 8, 2)]}
-    scratch = {f"tile_bwd_scratch_b{b}_s{t}_w{w}_st{st}":
-               {"dq_scratch": True, "backward_block": b, "backward_step": t, "backward_warps": w, "backward_stages": st}
-               for b, t, w, st in [(64, 64, 4, 1), (64, 64, 4, 2), (64, 64, 4, 3), (64, 64, 8, 2), (128, 64, 8, 2),
-                                   (64, 32, 4, 2), (32, 64, 4, 2), (128, 32, 8, 2)]}
-    return forward | backward | scratch
+    return forward | backward
 
 
 def main(shapes: list[str], match: list[str]) -> None:

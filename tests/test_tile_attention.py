@@ -73,10 +73,8 @@ PARITY = textwrap.dedent("""
         check(*shape)
     # other launch sizes of the long-sequence path: unequal blocks, other key blocks
     default = ta.launch
-    # and the backward with dQ in a scratch, one program per (image, head)
     for override in [{"backward_block": 32, "backward_step": 64},
-                     {"backward_block": 64, "backward_step": 32, "block_m": 32, "block_n": 128},
-                     {"dq_scratch": True}, {"dq_scratch": True, "backward_block": 32, "backward_step": 64}]:
+                     {"backward_block": 64, "backward_step": 32, "block_m": 32, "block_n": 128}]:
         ta.launch = lambda n, d, o=override: default(n, d)._replace(**o)
         check(2, 150, 2, 32, torch.float32)
     # a class token plus a power of two of patches (17, 33, 65 tokens) takes the class-split kernels;

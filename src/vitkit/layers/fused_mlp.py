@@ -19,8 +19,6 @@ reference maths of vitkit.layers.cublaslt, which is how CPU tests check the back
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from vitkit.layers import cublaslt
@@ -40,9 +38,7 @@ class _TanhGeluMlp(torch.autograd.Function):
     def backward(ctx, grad):
         x, w1, w2, hidden, pre = ctx.saved_tensors
         grad = grad.contiguous()
-        # experiment (round 9): VITKIT_PLAIN_DGELU=1 takes a plain matmul and leaves gelu' to Inductor
-        dgelu = cublaslt._reference_linear_dgelu if os.environ.get("VITKIT_PLAIN_DGELU") else cublaslt.linear_dgelu
-        grad_pre = dgelu(grad, w2, pre)
+        grad_pre = cublaslt.linear_dgelu(grad, w2, pre)
         grad_x = grad_pre @ w1 if ctx.needs_input_grad[0] else None
         bias_grad = column_sum if ctx.column_sums else (lambda g: g.sum(0))
         return grad_x, grad_pre.t() @ x, bias_grad(grad_pre), grad.t() @ hidden, bias_grad(grad), None

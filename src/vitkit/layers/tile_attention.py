@@ -212,60 +212,6 @@ if triton is not None:
                  (grad_q * scale).to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
 
     @triton.jit
-    def _tile_attention_backward_scratch_kernel(qkv_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, delta_ptr, dq_ptr,
-                                                n_tokens: tl.constexpr, scale,
-                                                HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                                BLOCK: tl.constexpr, STEP: tl.constexpr):
-        """Backward for longer sequences, one program per (image, head): for each key block, dK and dV
-        over all query blocks, with each query block's dQ share added to an fp32 scratch (B * heads,
-        N, head_dim) that only this program touches; then dQ from the scratch. Five matmuls per
-        (query block, key block) against the split kernel's seven (which recomputes P and dP for dQ)."""
-        image_head = tl.program_id(0)
-        width, offset, out_base = _head_offsets(image_head, n_tokens, HEADS, HEAD_DIM)
-        token_stride = 3 * width
-        dims = tl.arange(0, HEAD_DIM)
-        base = qkv_ptr + offset
-        grad_base = grad_qkv_ptr + offset
-        lse_base = lse_ptr + image_head.to(tl.int64) * n_tokens
-        delta_base = delta_ptr + image_head.to(tl.int64) * n_tokens
-        dq_base = dq_ptr + image_head.to(tl.int64) * n_tokens * HEAD_DIM
-        log2_scale = scale * 1.4426950408889634
-        for key_start in range(0, n_tokens, BLOCK):
-            cols = key_start + tl.arange(0, BLOCK)
-            col_ok = cols < n_tokens
-            k = _load_rows(base + width, cols, col_ok, token_stride, dims)
-            v = _load_rows(base + 2 * width, cols, col_ok, token_stride, dims)
-            grad_k = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
-            grad_v = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
-            tl.debug_barrier()  # the previous key block's scratch writes are visible to every thread
-            for start in range(0, n_tokens, STEP):
-                rows = start + tl.arange(0, STEP)
-                row_ok = rows < n_tokens
-                q = _load_rows(base, rows, row_ok, token_stride, dims)
-                do = _load_rows(grad_out_ptr + out_base, rows, row_ok, width, dims)
-                lse = tl.load(lse_base + rows, mask=row_ok, other=0.0)
-                delta = tl.load(delta_base + rows, mask=row_ok, other=0.0)
-                p = tl.exp2(tl.dot(q, tl.trans(k)) * log2_scale - lse[:, None])
-                p = tl.where(row_ok[:, None] & col_ok[None, :], p, 0.0)  # (STEP, BLOCK)
-                grad_v += tl.dot(tl.trans(p.to(do.dtype)), do)
-                grad_s = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
-                grad_k += tl.dot(tl.trans(grad_s.to(q.dtype)), q)
-                dq_tile = dq_base + rows[:, None] * HEAD_DIM + dims[None, :]
-                seen = tl.load(dq_tile, mask=row_ok[:, None] & (key_start > 0), other=0.0)  # first block: none yet
-                tl.store(dq_tile, seen + tl.dot(grad_s.to(k.dtype), k), mask=row_ok[:, None])
-            tl.store(grad_base + width + cols[:, None] * token_stride + dims[None, :],
-                     (grad_k * scale).to(grad_qkv_ptr.dtype.element_ty), mask=col_ok[:, None])
-            tl.store(grad_base + 2 * width + cols[:, None] * token_stride + dims[None, :],
-                     grad_v.to(grad_qkv_ptr.dtype.element_ty), mask=col_ok[:, None])
-        tl.debug_barrier()
-        for start in range(0, n_tokens, STEP):
-            rows = start + tl.arange(0, STEP)
-            row_ok = rows < n_tokens
-            grad_q = _load_rows(dq_base, rows, row_ok, HEAD_DIM, dims)
-            tl.store(grad_base + rows[:, None] * token_stride + dims[None, :],
-                     (grad_q * scale).to(grad_qkv_ptr.dtype.element_ty), mask=row_ok[:, None])
-
-    @triton.jit
     def _tile_attention_delta_kernel(out_ptr, grad_out_ptr, delta_ptr, n_rows, HEADS: tl.constexpr,
                                      HEAD_DIM: tl.constexpr, n_tokens: tl.constexpr, ROWS: tl.constexpr):
         """delta = rowsum(dO * O) per (image, token, head), written as (B, heads, N) like the lse."""
@@ -408,7 +354,6 @@ class Launch(NamedTuple):
     forward_stages: int | None = None  # software-pipelining depth (None: Triton's default)
     backward_stages: int | None = None
     class_split: bool = False  # 1 + 2^k tokens: patches as one tile, the class token as vectors
-    dq_scratch: bool = False  # split backward as one program per (image, head), dQ summed in an fp32 scratch
 
 
 def class_split_fits(n_tokens: int) -> bool:
@@ -480,12 +425,6 @@ def _backward(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse:
         n_rows, rows = batch * n_tokens * num_heads, 64
         _tile_attention_delta_kernel[(triton.cdiv(n_rows, rows),)](
             out, grad_out, delta, n_rows, HEADS=num_heads, HEAD_DIM=head_dim, n_tokens=n_tokens, ROWS=rows)
-        if cfg.dq_scratch:
-            dq = torch.empty(batch * num_heads, n_tokens, head_dim, device=qkv.device, dtype=torch.float32)
-            _tile_attention_backward_scratch_kernel[(batch * num_heads,)](
-                qkv, grad_out, lse, grad_qkv, delta, dq, n_tokens, scale, HEADS=num_heads, HEAD_DIM=head_dim,
-                BLOCK=cfg.backward_block, STEP=cfg.backward_step, num_warps=cfg.backward_warps, **stages)
-            return grad_qkv
         grid = (triton.cdiv(n_tokens, cfg.backward_block), batch * num_heads)
         _tile_attention_backward_split_kernel[grid](qkv, grad_out, lse, grad_qkv, delta, n_tokens, scale,
                                                     HEADS=num_heads, HEAD_DIM=head_dim,
