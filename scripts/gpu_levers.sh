@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class|round7-final|round8-check|round9-libops
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class|round7-final|round8-check|round9-libops|round9-small|round9-b16|round9-scratch|round9-final
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -132,6 +132,36 @@ PY
       (cd "$tree" && PYTHONPATH=$PWD/src timeout 120 python3 scripts/host_overhead_bench.py --how default --impls vitkit) 2>>"$OUT/levers.log" \
         | sed "s|^{|{\"tree\": \"$(basename "$tree")\", |" | tee -a "$OUT/host_overhead.jsonl"
     done ;;
+  round9-small)  # qkv_bias_sums: GPU tests; CIFAR-scale with CUDA graphs, then again with VITKIT_PLAIN_DGELU=1
+    S7=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm
+    timeout 240 python3 -m pytest -q tests/test_tile_attention.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 2 "$OUT/gpu_tests.txt"
+    SMALL=(--model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile
+           --compile-mode reduce-overhead --speed $S7 --speed $S7,qkv_bias_sums)
+    run "${SMALL[@]}"
+    VITKIT_PLAIN_DGELU=1 run "${SMALL[@]}" ;;
+  round9-b16)  # CIFAR-scale kernel profiles without and with qkv_bias_sums, then B/16 with and without it
+    S7=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm
+    R7=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm
+    for speed in $S7 $S7,qkv_bias_sums; do
+      python3 scripts/gpu_profile.py --model vit_s4 --img-size 32 --depth 7 --batch 512 --set num_classes=10 --top 200 \
+        --impls vitkit --speed $speed >>"$OUT/profiles.jsonl" 2>>"$OUT/levers.log"
+    done
+    cut -c1-400 "$OUT/profiles.jsonl"
+    run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --speed $R7 --speed $R7,qkv_bias_sums ;;
+  round9-scratch)  # B/16 attention: split backward vs dQ-scratch backward; CIFAR-scale qkv_bias_sums (dq/dO sums); GPU tests
+    python3 scripts/tile_attention_bench.py b16_b256 --match tile_default --match tile_bwd_scratch >"$OUT/tile_bench.jsonl" 2>"$OUT/tile_bench.err"
+    cat "$OUT/tile_bench.jsonl"
+    S7=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm
+    run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile \
+      --compile-mode reduce-overhead --speed $S7 --speed $S7,qkv_bias_sums
+    timeout 200 python3 -m pytest -q tests/test_tile_attention.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 2 "$OUT/gpu_tests.txt" ;;
+  round9-final)  # qkv_bias_sums with bias_grad's GEMVs: GPU tests; CIFAR-scale twice each (graphs); B/16
+    timeout 200 python3 -m pytest -q tests/test_tile_attention.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 2 "$OUT/gpu_tests.txt"
+    S7=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm
+    R7=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm
+    run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile \
+      --compile-mode reduce-overhead --speed $S7 --speed $S7,qkv_bias_sums --speed $S7 --speed $S7,qkv_bias_sums
+    run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --speed $R7 --speed $R7,qkv_bias_sums ;;
   round5-small)
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile \
       --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile ;;

@@ -3,7 +3,8 @@ projection: vitkit's Triton kernel (several launch configurations) against every
 backend with the transposes around it (compiled, as in the model), forward and forward +
 backward, bf16.
 
-    python scripts/tile_attention_bench.py [SHAPE ...]   # default: all shapes below; one JSON line each
+    python scripts/tile_attention_bench.py [SHAPE ...] [--match TEXT ...]   # default: all shapes below
+    # one JSON line per shape and candidate; --match keeps the candidates whose name contains TEXT
 
 Shapes: the speedrun model (101 tokens, 12 heads of 16) at batch 256, its 6-head variant, the
 CIFAR-scale model of the speed issue (65 tokens, 6 heads of 64) at batch 512, ViT-B/16 at batch 256.
@@ -75,7 +76,7 @@ def candidates_for(tokens: int) -> dict[str, dict]:
     return forward | backward
 
 
-def main(shapes: list[str]) -> None:
+def main(shapes: list[str], match: list[str]) -> None:
     default_launch = ta.launch
     for shape in shapes:
         B, N, H, d = SHAPES[shape]
@@ -84,6 +85,8 @@ def main(shapes: list[str]) -> None:
         candidates["tile_default"] = (ta.tile_attention, {})
         candidates["tile_compiled"] = (ta.tile_attention, {})  # inside torch.compile, as in the model
         candidates |= {name: (ta.tile_attention, override) for name, override in candidates_for(N).items()}
+        if match:
+            candidates = {name: c for name, c in candidates.items() if any(text in name for text in match)}
         for name, (fn, override) in candidates.items():
             ta.launch = lambda n, hd, o=override: default_launch(n, hd)._replace(**o)
             torch._dynamo.reset()
@@ -101,4 +104,7 @@ def main(shapes: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or list(SHAPES))
+    args = sys.argv[1:]
+    matches = [args[i + 1] for i, a in enumerate(args) if a == "--match"]
+    names = [a for i, a in enumerate(args) if a != "--match" and (i == 0 or args[i - 1] != "--match")]
+    main(names or list(SHAPES), matches)

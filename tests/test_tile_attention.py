@@ -43,7 +43,27 @@ PARITY = textwrap.dedent("""
         err_grad = (qkv.grad.double() - ref_qkv.grad).abs().max().item()
         assert err_out < tol and err_grad < 2 * tol, (B, N, H, d, dtype, ta.launch(N, d), err_out, err_grad)
 
+    def check_qkv_bias_sums(B, N, H, d):
+        # the QKV projection + kernel node (its bias gradient from dq and dO sums) against F.linear + SDPA
+        from vitkit.layers.qkv_attention import qkv_tile_attention
+        D = H * d
+        x, w, b = ((0.3 * torch.randn(*shape)).requires_grad_() for shape in [(B, N, 24), (3 * D, 24), (3 * D,)])
+        out = qkv_tile_attention(x, w, b, H, d**-0.5, column_sums=N == 150)  # one shape through bias_grad's sum
+        grad = torch.randn_like(out)
+        out.backward(grad)
+        refs = [t.detach().double().requires_grad_() for t in (x, w, b)]
+        q, k, v = F.linear(*refs).reshape(B, N, 3, H, d).permute(2, 0, 3, 1, 4).unbind(0)
+        ref = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, N, D)
+        ref.backward(grad.double())
+        assert (out.double() - ref).abs().max() < 1e-5
+        for got, want in zip((x, w, b), refs):
+            err = (got.grad.double() - want.grad).abs().max() / want.grad.abs().max()
+            assert err < 1e-5, (B, N, H, d, ta.launch(N, d), err)
+
     torch.manual_seed(0)
+    # through each backward kernel: class split, split, one tile
+    for shape in [(2, 65, 2, 16), (2, 150, 2, 32), (3, 50, 2, 16)]:
+        check_qkv_bias_sums(*shape)
     # (batch, tokens, heads, head_dim, dtype): odd token counts exercise the padded rows and columns;
     # 101 tokens x 16 dims is the speedrun's shape; 197 tokens (ViT-B/16's) take the streamed forward
     # and the split backward
@@ -140,3 +160,29 @@ def test_tile_attention_at_65_tokens_takes_the_class_split_kernels_and_matches_s
         got, ref = tile_model(x).float(), ref_model(x).float()
     assert (got - ref).norm() / ref.norm() < 1e-2
     assert_gradients_close(ref_model, tile_model)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the compiled kernels need a GPU")
+@pytest.mark.parametrize(("shape", "sums"), [
+    ({"img_size": 32, "patch_size": 4}, ""),  # 65 tokens: the class-split backward, Inductor's sums
+    ({"img_size": 224, "patch_size": 16}, ",bias_grad"),  # 197: the split backward, bias_grad's GEMVs
+    ({"img_size": 32, "patch_size": 5, "stride": 3}, "")])  # 101: the one-tile backward
+def test_qkv_bias_sums_match_the_plain_tile_path_through_every_backward_kernel_on_the_gpu(shape, sums, monkeypatch):
+    from vitkit.layers import qkv_attention
+
+    calls = []
+    fused = qkv_attention.qkv_tile_attention
+    monkeypatch.setattr(qkv_attention, "qkv_tile_attention", lambda *a: calls.append(1) or fused(*a))
+    ref_model, model = compiled_bf16_twins(f"tile,qkv_bias_sums,fold_norm{sums}", reference_speed="tile", embed_dim=128,
+                                           depth=2, num_heads=2, mlp_dim=256, num_classes=10, **shape)
+    assert len(calls) == 2  # both blocks, traced once
+    assert_gradients_close(ref_model, model, tol=1e-2)
+    for ref_block, block in zip(ref_model.blocks, model.blocks):
+        a, b = ref_block.attn.qkv.bias.grad, block.attn.qkv.bias.grad
+        assert (a - b).norm() <= 1e-2 * a.norm()
+
+
+def test_qkv_bias_sums_needs_the_tile_kernel():
+    model = create_model("vit_ti16", img_size=32, depth=1, num_classes=3)
+    with pytest.raises(ValueError, match="qkv_bias_sums .* add tile"):
+        configure(model, SpeedOptions.parse("qkv_bias_sums"))

@@ -27,7 +27,8 @@ BACKENDS = {
 }
 
 
-SWITCHES = ("bf16_residual", "patch_matmul", "fused_gelu", "mlp_epilogues", "bias_grad", "fold_norm", "fp8")
+SWITCHES = ("bf16_residual", "patch_matmul", "fused_gelu", "mlp_epilogues", "bias_grad", "fold_norm", "qkv_bias_sums",
+            "fp8")
 
 
 @dataclass
@@ -40,6 +41,7 @@ class SpeedOptions:
     mlp_epilogues: bool = False  # training: the MLP's GELU and its gradient inside fc1/fc2's matmuls (cuBLASLt)
     bias_grad: bool = False  # training: encoder linears' bias gradients as cuBLAS GEMVs (ones @ grad)
     fold_norm: bool = False  # training: LayerNorm affines folded into qkv/fc1 (no token sums in backward)
+    qkv_bias_sums: bool = False  # training with tile: qkv's bias gradient summed inside the attention backward
     fp8: bool = False  # encoder linears as FP8 matmuls with dynamic scaling (torchao; Hopper or newer)
 
     def to_dict(self) -> dict:
@@ -71,9 +73,12 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
         return model
     if options.mlp_epilogues and not options.fused_gelu:
         raise ValueError("speed option mlp_epilogues fuses the tanh GELU that fused_gelu selects: add fused_gelu")
-    if options.fp8 and (options.fused_gelu or options.bias_grad):
-        raise ValueError("speed option fp8 replaces the linear layers that fused_gelu and bias_grad change: "
-                         "use fp8 without them")
+    if options.fp8 and (options.fused_gelu or options.bias_grad or options.qkv_bias_sums):
+        raise ValueError("speed option fp8 replaces the linear layers that fused_gelu, bias_grad and "
+                         "qkv_bias_sums change: use fp8 without them")
+    if options.qkv_bias_sums and options.attention != "tile":
+        raise ValueError("speed option qkv_bias_sums sums qkv's bias gradient inside the tile attention "
+                         "kernel: add tile")
     if options.fp8 and options.fold_norm:
         raise ValueError("speed option fold_norm feeds qkv and fc1 folded weights, bypassing the "
                          "Float8Linear layers that fp8 puts there: use fp8 without fold_norm")
@@ -84,6 +89,7 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
             module.sdpa_backends = backends
             module.tile_kernel = options.attention == "tile"
             module.column_sum_bias_grad = options.bias_grad
+            module.qkv_bias_sums = options.qkv_bias_sums
         elif isinstance(module, Mlp):
             module.epilogues = options.mlp_epilogues
             module.column_sum_bias_grad = options.bias_grad

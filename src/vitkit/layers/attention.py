@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import sdpa_kernel
 
-from vitkit.layers import bias_grad, tile_attention
-from vitkit.layers.norm import LayerNorm
+from vitkit.layers import bias_grad, qkv_attention, tile_attention
+from vitkit.layers.norm import LayerNorm, fold_affine
 
 
 class Attention(nn.Module):
@@ -29,6 +29,7 @@ class Attention(nn.Module):
         self.sdpa_backends: list | None = None  # None: let PyTorch choose; see vitkit.speed
         self.tile_kernel = False  # our one-tile Triton kernel where it applies; see vitkit.speed
         self.column_sum_bias_grad = False  # speed option bias_grad (vitkit.layers.bias_grad)
+        self.qkv_bias_sums = False  # speed option qkv_bias_sums (vitkit.layers.qkv_attention)
 
     def forward(self, x: torch.Tensor, need_weights: bool = False,
                 affine: LayerNorm | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -39,8 +40,15 @@ class Attention(nn.Module):
         affine: the LayerNorm whose affine x still lacks (x = affine.normalize(...)), folded into qkv.
         """
         B, N, D = x.shape
-        qkv = bias_grad.layer_linear(x, self.qkv, affine, self.column_sum_bias_grad)  # (B, N, 3 * D), laid out as (B, N, 3, heads, head_dim)
         dropout_p = self.attn_dropout if self.training else 0.0
+        if (self.tile_kernel and self.qkv_bias_sums and not need_weights
+                and qkv_attention.applies(x, self.head_dim, self.qkv.bias, dropout_p)):
+            weight, bias = ((self.qkv.weight, self.qkv.bias) if affine is None
+                            else fold_affine(affine, self.qkv.weight, self.qkv.bias))
+            out = qkv_attention.qkv_tile_attention(x, weight, bias, self.num_heads, self.scale,
+                                                   self.column_sum_bias_grad)
+            return self.proj_drop(bias_grad.layer_linear(out, self.proj, column_sums=self.column_sum_bias_grad)), None
+        qkv = bias_grad.layer_linear(x, self.qkv, affine, self.column_sum_bias_grad)  # (B, N, 3 * D), laid out as (B, N, 3, heads, head_dim)
         if self.tile_kernel and not need_weights and tile_attention.applies(qkv, self.head_dim, dropout_p):
             out = tile_attention.tile_attention(qkv, self.num_heads, self.scale)  # (B, N, D), no transposes
             return self.proj_drop(bias_grad.layer_linear(out, self.proj, column_sums=self.column_sum_bias_grad)), None

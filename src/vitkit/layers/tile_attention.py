@@ -466,6 +466,7 @@ if triton is not None:
         return _backward_op(qkv, out, grad_out, lse, ctx.num_heads, ctx.scale), None, None
 
     ops.register_autograd(_forward_op, _grad, setup_context=_setup_context)
+    forward, backward = _forward_op, _backward_op  # for callers with their own autograd (vitkit.layers.qkv_attention)
 
 
 def tile_attention(qkv: torch.Tensor, num_heads: int, scale: float | None = None) -> torch.Tensor:
