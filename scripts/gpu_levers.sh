@@ -132,14 +132,14 @@ PY
       (cd "$tree" && PYTHONPATH=$PWD/src timeout 120 python3 scripts/host_overhead_bench.py --how default --impls vitkit) 2>>"$OUT/levers.log" \
         | sed "s|^{|{\"tree\": \"$(basename "$tree")\", |" | tee -a "$OUT/host_overhead.jsonl"
     done ;;
-  round9-small)  # qkv_bias_sums: GPU tests; CIFAR-scale with CUDA graphs, then again with VITKIT_PLAIN_DGELU=1
+  round9-small)  # qkv_bias_sums: GPU tests; CIFAR-scale with CUDA graphs, then again with VITKIT_PLAIN_DGELU=1 (read at commit 3e0a4d7 only)
     S7=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm
     timeout 240 python3 -m pytest -q tests/test_tile_attention.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 2 "$OUT/gpu_tests.txt"
     SMALL=(--model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile
            --compile-mode reduce-overhead --speed $S7 --speed $S7,qkv_bias_sums)
     run "${SMALL[@]}"
     VITKIT_PLAIN_DGELU=1 run "${SMALL[@]}" ;;
-  round9-b16)  # CIFAR-scale kernel profiles without and with qkv_bias_sums, then B/16 with and without it
+  round9-b16)  # CIFAR-scale kernel profiles without and with qkv_bias_sums, then B/16 with and without it (section 13 ran it at 966ba80)
     S7=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm
     R7=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm
     for speed in $S7 $S7,qkv_bias_sums; do
@@ -148,7 +148,7 @@ PY
     done
     cut -c1-400 "$OUT/profiles.jsonl"
     run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --speed $R7 --speed $R7,qkv_bias_sums ;;
-  round9-scratch)  # B/16 attention: split backward vs dQ-scratch backward; CIFAR-scale qkv_bias_sums (dq/dO sums); GPU tests
+  round9-scratch)  # B/16 attention: split vs dQ-scratch backward (its candidates exist at commit 07f0877); CIFAR-scale qkv_bias_sums; GPU tests
     python3 scripts/tile_attention_bench.py b16_b256 --match tile_default --match tile_bwd_scratch >"$OUT/tile_bench.jsonl" 2>"$OUT/tile_bench.err"
     cat "$OUT/tile_bench.jsonl"
     S7=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm
