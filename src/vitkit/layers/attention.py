@@ -39,19 +39,27 @@ class Attention(nn.Module):
         materialises it and lets SDPA pick a fused kernel. A test keeps the two equal.
         affine: the LayerNorm whose affine x still lacks (x = affine.normalize(...)), folded into qkv.
         """
-        B, N, D = x.shape
         dropout_p = self.attn_dropout if self.training else 0.0
+        weights = None
         if (self.tile_kernel and self.qkv_bias_sums and not need_weights
                 and qkv_attention.applies(x, self.head_dim, self.qkv.bias, dropout_p)):
             weight, bias = ((self.qkv.weight, self.qkv.bias) if affine is None
                             else fold_affine(affine, self.qkv.weight, self.qkv.bias))
             out = qkv_attention.qkv_tile_attention(x, weight, bias, self.num_heads, self.scale,
                                                    self.column_sum_bias_grad)
-            return self.proj_drop(bias_grad.layer_linear(out, self.proj, column_sums=self.column_sum_bias_grad)), None
-        qkv = bias_grad.layer_linear(x, self.qkv, affine, self.column_sum_bias_grad)  # (B, N, 3 * D), laid out as (B, N, 3, heads, head_dim)
-        if self.tile_kernel and not need_weights and tile_attention.applies(qkv, self.head_dim, dropout_p):
-            out = tile_attention.tile_attention(qkv, self.num_heads, self.scale)  # (B, N, D), no transposes
-            return self.proj_drop(bias_grad.layer_linear(out, self.proj, column_sums=self.column_sum_bias_grad)), None
+        else:
+            # (B, N, 3 * D), laid out as (B, N, 3, heads, head_dim)
+            qkv = bias_grad.layer_linear(x, self.qkv, affine, self.column_sum_bias_grad)
+            if self.tile_kernel and not need_weights and tile_attention.applies(qkv, self.head_dim, dropout_p):
+                out = tile_attention.tile_attention(qkv, self.num_heads, self.scale)  # (B, N, D), no transposes
+            else:
+                out, weights = self._attend(qkv, need_weights, dropout_p)
+        return self.proj_drop(bias_grad.layer_linear(out, self.proj, column_sums=self.column_sum_bias_grad)), weights
+
+    def _attend(self, qkv: torch.Tensor, need_weights: bool,
+                dropout_p: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """SDPA, or the explicit softmax when the weights are wanted: (B, N, heads * head_dim) and the weights."""
+        B, N, _ = qkv.shape
         qkv = qkv.reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
         if need_weights:
@@ -66,5 +74,4 @@ class Attention(nn.Module):
             pinned = self.sdpa_backends
             with sdpa_kernel(pinned) if pinned else contextlib.nullcontext():
                 out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
-        out = out.transpose(1, 2).reshape(B, N, D)  # (B, N, heads * head_dim)
-        return self.proj_drop(bias_grad.layer_linear(out, self.proj, column_sums=self.column_sum_bias_grad)), weights
+        return out.transpose(1, 2).reshape(B, N, self.num_heads * self.head_dim), weights

@@ -16,9 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitkit.layers.norm import LayerNorm, fold_affine
-
 from vitkit.layers import ops
+from vitkit.layers.norm import LayerNorm, fold_affine
 
 
 def _column_sum(x: torch.Tensor) -> torch.Tensor:

@@ -1,11 +1,10 @@
 """vitkit's own operators in PyTorch's dispatcher, so that torch.compile can trace through them.
 
-Registered with `torch.library.Library` rather than `torch.library.custom_op`: on the host, the
-dispatcher reaches a kernel registered this way in about a third of the time that custom_op's Python
-wrapper takes. Measured on a CPU, PyTorch 2.13: a compiled graph calling an op ten times cost 29 us
-per call against 70-80 us, and 61-64 us against 76-93 us for an op with an autograd formula. A
-small model's compiled training step calls these ops about 28 times, and on a slow host that step
-waits on Python (docs/benchmarks.md section 12).
+Registered with `torch.library.Library` rather than `torch.library.custom_op`, whose Python wrapper
+costs the host more per call. Measured on a CPU, PyTorch 2.13 (scripts/op_dispatch_bench.py,
+docs/benchmarks.md section 12): 26 us per call from a compiled graph against 57, 12 against 35
+eager, 84 against 97 for an op with an autograd formula. A small model's compiled training step
+calls these ops about 28 times, and on a slow host that step waits on Python (sections 12 and 13).
 
 Each op has one kernel for every device (it picks its own path: Triton, cuBLASLt or plain PyTorch)
 and a fake kernel that gives output shapes while tracing.
