@@ -41,7 +41,7 @@ class SpeedOptions:
     mlp_epilogues: bool = False  # training: the MLP's GELU and its gradient inside fc1/fc2's matmuls (cuBLASLt)
     bias_grad: bool = False  # training: encoder linears' bias gradients as cuBLAS GEMVs (ones @ grad)
     fold_norm: bool = False  # training: LayerNorm affines folded into qkv/fc1 (no token sums in backward)
-    qkv_bias_sums: bool = False  # training with tile: qkv's bias gradient summed inside the attention backward
+    qkv_bias_sums: bool = False  # training with tile: qkv's bias gradient from dq's and dO's sums (k's is 0)
     fp8: bool = False  # encoder linears as FP8 matmuls with dynamic scaling (torchao; Hopper or newer)
 
     def to_dict(self) -> dict:

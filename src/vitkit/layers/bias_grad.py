@@ -32,6 +32,12 @@ def _column_sum(x: torch.Tensor) -> torch.Tensor:
 column_sum = ops.define("column_sum(Tensor x) -> Tensor", _column_sum, lambda x: x.new_empty(x.shape[1]))
 
 
+def bias_gradient(grad: torch.Tensor, column_sums: bool) -> torch.Tensor:
+    """A linear layer's bias gradient from its (tokens, features) output gradient: `column_sum`'s GEMV
+    (speed option bias_grad) or the plain sum that Inductor compiles; both accumulate in fp32."""
+    return column_sum(grad) if column_sums else grad.sum(0)
+
+
 class _Linear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias):

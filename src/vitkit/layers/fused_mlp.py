@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from vitkit.layers import cublaslt
-from vitkit.layers.bias_grad import apply_on_rows, column_sum
+from vitkit.layers.bias_grad import apply_on_rows, bias_gradient
 from vitkit.layers.linear_gelu import matmul_dtype
 
 
@@ -40,8 +40,8 @@ class _TanhGeluMlp(torch.autograd.Function):
         grad = grad.contiguous()
         grad_pre = cublaslt.linear_dgelu(grad, w2, pre)
         grad_x = grad_pre @ w1 if ctx.needs_input_grad[0] else None
-        bias_grad = column_sum if ctx.column_sums else (lambda g: g.sum(0))
-        return grad_x, grad_pre.t() @ x, bias_grad(grad_pre), grad.t() @ hidden, bias_grad(grad), None
+        return (grad_x, grad_pre.t() @ x, bias_gradient(grad_pre, ctx.column_sums), grad.t() @ hidden,
+                bias_gradient(grad, ctx.column_sums), None)
 
 
 def mlp_tanh_gelu(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,

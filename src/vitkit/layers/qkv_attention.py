@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from vitkit.layers import tile_attention
-from vitkit.layers.bias_grad import apply_on_rows, column_sum
+from vitkit.layers.bias_grad import apply_on_rows, bias_gradient
 from vitkit.layers.linear_gelu import matmul_dtype
 
 
@@ -42,18 +42,15 @@ class _QkvTileAttention(torch.autograd.Function):
         grad_qkv = tile_attention.backward(qkv, out, grad_out, lse, ctx.num_heads, ctx.scale).view(x.shape[0], -1)
         grad_x = grad_qkv @ weight if ctx.needs_input_grad[0] else None
         width = out.shape[-1]
-        # fp32 sums rounded once, as `sum` would; bias_grad's GEMV reads the q slice in place
-        total = column_sum if ctx.column_sums else (lambda g: g.sum(0, dtype=torch.float32).to(g.dtype))
-        grad_bias = torch.cat([total(grad_qkv[:, :width]), grad_qkv.new_zeros(width),
-                               total(grad_out.reshape(-1, width))])
+        grad_bias = torch.cat([bias_gradient(grad_qkv[:, :width], ctx.column_sums), grad_qkv.new_zeros(width),
+                               bias_gradient(grad_out.reshape(-1, width), ctx.column_sums)])
         return grad_x, grad_qkv.t() @ x, grad_bias, None, None, None, None
 
 
 def applies(x: torch.Tensor, head_dim: int, bias: torch.Tensor | None, dropout_p: float) -> bool:
     """Whether this call can take the fused node: training the tile kernel's shapes, with a QKV bias."""
-    return (tile_attention.available() and x.is_cuda and torch.is_grad_enabled() and bias is not None
-            and dropout_p == 0.0 and matmul_dtype(x) in (torch.bfloat16, torch.float16)
-            and tile_attention.shape_fits(x.shape[1], head_dim))
+    return (torch.is_grad_enabled() and bias is not None
+            and tile_attention.applies(x, head_dim, dropout_p, dtype=matmul_dtype(x)))
 
 
 def qkv_tile_attention(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, num_heads: int,

@@ -335,9 +335,12 @@ def shape_fits(n_tokens: int, head_dim: int) -> bool:
     return n_tokens <= MAX_TOKENS and head_dim in HEAD_DIMS
 
 
-def applies(qkv: torch.Tensor, head_dim: int, dropout_p: float) -> bool:
-    """Whether this call can take the kernel: CUDA, half precision, short sequence, no dropout."""
-    return (triton is not None and qkv.is_cuda and qkv.dtype in (torch.bfloat16, torch.float16)
+def applies(qkv: torch.Tensor, head_dim: int, dropout_p: float, dtype: torch.dtype | None = None) -> bool:
+    """Whether this call can take the kernel: CUDA, half precision, short sequence, no dropout.
+
+    qkv: (B, N, ...), the QKV projection's output or its input; dtype: the one the kernel will see
+    (default qkv's; the autocast dtype for an input that a matmul will cast)."""
+    return (triton is not None and qkv.is_cuda and (dtype or qkv.dtype) in (torch.bfloat16, torch.float16)
             and dropout_p == 0.0 and shape_fits(qkv.shape[1], head_dim))
 
 
