@@ -73,7 +73,17 @@ def candidates_for(tokens: int) -> dict[str, dict]:
                 {"backward_block": b, "backward_step": t, "backward_warps": w, "backward_stages": st}
                 for b, t, w, st in [(64, 64, 4, 3), (64, 64, 4, 1), (64, 64, 4, 2), (64, 64, 4, 4),
                                     (128, 32, 8, 2), (64, 32, 4, 2), (128, 64, 8, 1), (128, 64, 8, 2)]}
-    return forward | backward
+    # whole blocks unmasked plus one narrow tail block (Launch.tail)
+    tail = {"tile_tail": {"tail": True}}
+    tail |= {f"tile_tail_fwd_m{m}_n{n}_w{w}_s{st}":
+             {"tail": True, "block_m": m, "block_n": n, "warps": w, "forward_stages": st}
+             for m, n, w, st in [(64, 32, 4, 3), (64, 64, 4, 2), (64, 64, 4, 3), (128, 32, 8, 2), (128, 64, 8, 2),
+                                 (32, 64, 4, 3)]}
+    tail |= {f"tile_tail_bwd_b{b}_w{w}_st{st}":
+             {"tail": True, "backward_block": b, "backward_step": b, "backward_warps": w, "backward_stages": st}
+             for b, w, st in [(64, 4, 1), (64, 4, 2), (64, 4, 3), (64, 8, 2), (32, 4, 2), (32, 4, 3), (128, 8, 1),
+                              (128, 8, 2)]}
+    return forward | backward | tail
 
 
 def main(shapes: list[str], match: list[str]) -> None:

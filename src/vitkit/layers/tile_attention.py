@@ -227,6 +227,183 @@ if triton is not None:
         tl.store(delta_ptr + (image.to(tl.int64) * HEADS + head) * n_tokens + token, tl.sum(o * do, 1),
                  mask=ok)
 
+    # Exact blocks plus one narrow tail. 197 tokens in blocks of 64 pad to 256: a fourth block holding 5
+    # tokens, and a fourth step in every loop that is 92% padding (41% of the padded problem is empty).
+    # These kernels run the whole blocks without masks and the remainder as one block of TAIL
+    # (>= 16, the smallest tl.dot) rows or keys: 208 instead of 256.
+    @triton.jit
+    def _load_block(ptr, start, n_tokens, stride, dims, COUNT: tl.constexpr, MASKED: tl.constexpr):
+        """(COUNT, len(dims)) rows from `start` of a row-major matrix; MASKED: zeros past n_tokens (inlined)."""
+        rows = start + tl.arange(0, COUNT)
+        at = ptr + rows[:, None] * stride + dims[None, :]
+        if MASKED:
+            tile = tl.load(at, mask=(rows < n_tokens)[:, None], other=0.0)
+        else:
+            tile = tl.load(at)
+        return tile
+
+    @triton.jit
+    def _store_block(ptr, start, n_tokens, stride, dims, value, COUNT: tl.constexpr, MASKED: tl.constexpr):
+        rows = start + tl.arange(0, COUNT)
+        at = ptr + rows[:, None] * stride + dims[None, :]
+        value = value.to(ptr.dtype.element_ty)
+        if MASKED:
+            tl.store(at, value, mask=(rows < n_tokens)[:, None])
+        else:
+            tl.store(at, value)
+
+    @triton.jit
+    def _load_entries(ptr, start, n_tokens, COUNT: tl.constexpr, MASKED: tl.constexpr):
+        """COUNT entries of a per-token vector (lse, delta) from `start`; MASKED: zeros past n_tokens."""
+        at = start + tl.arange(0, COUNT)
+        if MASKED:
+            entries = tl.load(ptr + at, mask=at < n_tokens, other=0.0)
+        else:
+            entries = tl.load(ptr + at)
+        return entries
+
+    @triton.jit
+    def _online_softmax_step(q, base, start, n_tokens, token_stride, width, dims, log2_scale,
+                             row_max, row_sum, acc, COLS: tl.constexpr, MASKED: tl.constexpr):
+        """One block of COLS keys from `start` into the running max, sum and P v of q's rows (inlined)."""
+        k = _load_block(base + width, start, n_tokens, token_stride, dims, COLS, MASKED)
+        v = _load_block(base + 2 * width, start, n_tokens, token_stride, dims, COLS, MASKED)
+        s = tl.dot(q, tl.trans(k)) * log2_scale  # base-2 logits
+        if MASKED:
+            s = tl.where((start + tl.arange(0, COLS) < n_tokens)[None, :], s, float("-inf"))
+        new_max = tl.maximum(row_max, tl.max(s, 1))
+        rescale = tl.exp2(row_max - new_max)
+        p = tl.exp2(s - new_max[:, None])
+        row_sum = row_sum * rescale + tl.sum(p, 1)
+        acc = acc * rescale[:, None] + tl.dot(p.to(v.dtype), v)
+        return new_max, row_sum, acc
+
+    @triton.jit
+    def _forward_rows(base, out, lse, start, n_tokens: tl.constexpr, log2_scale, width, dims,
+                      HEAD_DIM: tl.constexpr, ROWS: tl.constexpr, MASKED: tl.constexpr,
+                      BLOCK_N: tl.constexpr, TAIL_N: tl.constexpr):
+        """Attention of ROWS queries from `start` over every key, written to out and lse (inlined)."""
+        token_stride = 3 * width
+        q = _load_block(base, start, n_tokens, token_stride, dims, ROWS, MASKED)
+        row_max = tl.full((ROWS,), float("-inf"), dtype=tl.float32)
+        row_sum = tl.zeros((ROWS,), dtype=tl.float32)
+        acc = tl.zeros((ROWS, HEAD_DIM), dtype=tl.float32)
+        for key in range(0, n_tokens // BLOCK_N * BLOCK_N, BLOCK_N):
+            row_max, row_sum, acc = _online_softmax_step(q, base, key, n_tokens, token_stride, width, dims,
+                                                         log2_scale, row_max, row_sum, acc, BLOCK_N, False)
+        if n_tokens % BLOCK_N != 0:
+            row_max, row_sum, acc = _online_softmax_step(q, base, n_tokens // BLOCK_N * BLOCK_N, n_tokens,
+                                                         token_stride, width, dims, log2_scale, row_max, row_sum,
+                                                         acc, TAIL_N, True)
+        _store_block(out, start, n_tokens, width, dims, acc / row_sum[:, None], ROWS, MASKED)
+        rows = start + tl.arange(0, ROWS)
+        value = row_max + tl.log2(row_sum)
+        if MASKED:
+            tl.store(lse + rows, value, mask=rows < n_tokens)
+        else:
+            tl.store(lse + rows, value)
+
+    @triton.jit
+    def _tail_forward_kernel(qkv_ptr, out_ptr, lse_ptr, n_tokens: tl.constexpr, scale,
+                             HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                             BLOCK_N: tl.constexpr, TAIL_M: tl.constexpr, TAIL_N: tl.constexpr):
+        """Program `block` of an (image, head): query block `block`, or the TAIL_M-row remainder."""
+        block = tl.program_id(0)
+        image_head = tl.program_id(1)
+        width, qkv_offset, out_offset = _head_offsets(image_head, n_tokens, HEADS, HEAD_DIM)
+        dims = tl.arange(0, HEAD_DIM)
+        base, out = qkv_ptr + qkv_offset, out_ptr + out_offset
+        lse = lse_ptr + image_head.to(tl.int64) * n_tokens
+        log2_scale = scale * 1.4426950408889634
+        if block < n_tokens // BLOCK_M:
+            _forward_rows(base, out, lse, block * BLOCK_M, n_tokens, log2_scale, width, dims, HEAD_DIM,
+                          BLOCK_M, False, BLOCK_N, TAIL_N)
+        else:
+            _forward_rows(base, out, lse, block * BLOCK_M, n_tokens, log2_scale, width, dims, HEAD_DIM,
+                          TAIL_M, True, BLOCK_N, TAIL_N)
+
+    @triton.jit
+    def _key_grads_step(base, do_base, lse_base, delta_base, k, v, grad_k, grad_v, start, n_tokens,
+                        token_stride, width, dims, log2_scale, ROWS: tl.constexpr, MASKED: tl.constexpr):
+        """ROWS queries from `start` into dK, dV of one key block (inlined). Padded query rows load q, dO,
+        lse and delta as zeros: their p is 1 and their dO and dS are 0, so they add nothing."""
+        q = _load_block(base, start, n_tokens, token_stride, dims, ROWS, MASKED)
+        do = _load_block(do_base, start, n_tokens, width, dims, ROWS, MASKED)
+        lse = _load_entries(lse_base, start, n_tokens, ROWS, MASKED)
+        delta = _load_entries(delta_base, start, n_tokens, ROWS, MASKED)
+        p = tl.exp2(tl.dot(q, tl.trans(k)) * log2_scale - lse[:, None])
+        grad_v = tl.dot(tl.trans(p.to(do.dtype)), do, grad_v)
+        grad_s = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
+        grad_k = tl.dot(tl.trans(grad_s.to(q.dtype)), q, grad_k)
+        return grad_k, grad_v
+
+    @triton.jit
+    def _query_grad_step(base, q, do, lse, delta, grad_q, start, n_tokens, token_stride, width, dims,
+                         log2_scale, COLS: tl.constexpr, MASKED: tl.constexpr):
+        """COLS keys from `start` into dQ of one query block (inlined)."""
+        k = _load_block(base + width, start, n_tokens, token_stride, dims, COLS, MASKED)
+        v = _load_block(base + 2 * width, start, n_tokens, token_stride, dims, COLS, MASKED)
+        p = tl.exp2(tl.dot(q, tl.trans(k)) * log2_scale - lse[:, None])
+        if MASKED:  # a padded key (k = 0) has p = 2^-lse, which overflows for very negative rows
+            p = tl.where((start + tl.arange(0, COLS) < n_tokens)[None, :], p, 0.0)
+        grad_s = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
+        return tl.dot(grad_s.to(k.dtype), k, grad_q)
+
+    @triton.jit
+    def _backward_block(base, do_base, grad_base, lse_base, delta_base, own, n_tokens: tl.constexpr,
+                        scale, width, dims, HEAD_DIM: tl.constexpr, OWN: tl.constexpr,
+                        MASKED: tl.constexpr, BLOCK: tl.constexpr, TAIL: tl.constexpr):
+        """dK, dV of the OWN keys from `own` over every query, then dQ of the OWN queries from `own`
+        over every key (inlined). Padded own keys or queries compute garbage rows that are not stored."""
+        token_stride = 3 * width
+        log2_scale = scale * 1.4426950408889634
+        whole = n_tokens // BLOCK * BLOCK
+        k = _load_block(base + width, own, n_tokens, token_stride, dims, OWN, MASKED)
+        v = _load_block(base + 2 * width, own, n_tokens, token_stride, dims, OWN, MASKED)
+        grad_k = tl.zeros((OWN, HEAD_DIM), dtype=tl.float32)
+        grad_v = tl.zeros((OWN, HEAD_DIM), dtype=tl.float32)
+        for start in range(0, whole, BLOCK):
+            grad_k, grad_v = _key_grads_step(base, do_base, lse_base, delta_base, k, v, grad_k, grad_v, start,
+                                             n_tokens, token_stride, width, dims, log2_scale, BLOCK, False)
+        if n_tokens % BLOCK != 0:
+            grad_k, grad_v = _key_grads_step(base, do_base, lse_base, delta_base, k, v, grad_k, grad_v, whole,
+                                             n_tokens, token_stride, width, dims, log2_scale, TAIL, True)
+        _store_block(grad_base + width, own, n_tokens, token_stride, dims, grad_k * scale, OWN, MASKED)
+        _store_block(grad_base + 2 * width, own, n_tokens, token_stride, dims, grad_v, OWN, MASKED)
+
+        q = _load_block(base, own, n_tokens, token_stride, dims, OWN, MASKED)
+        do = _load_block(do_base, own, n_tokens, width, dims, OWN, MASKED)
+        lse = _load_entries(lse_base, own, n_tokens, OWN, MASKED)
+        delta = _load_entries(delta_base, own, n_tokens, OWN, MASKED)
+        grad_q = tl.zeros((OWN, HEAD_DIM), dtype=tl.float32)
+        for start in range(0, whole, BLOCK):
+            grad_q = _query_grad_step(base, q, do, lse, delta, grad_q, start, n_tokens, token_stride, width,
+                                      dims, log2_scale, BLOCK, False)
+        if n_tokens % BLOCK != 0:
+            grad_q = _query_grad_step(base, q, do, lse, delta, grad_q, whole, n_tokens, token_stride, width,
+                                      dims, log2_scale, TAIL, True)
+        _store_block(grad_base, own, n_tokens, token_stride, dims, grad_q * scale, OWN, MASKED)
+
+    @triton.jit
+    def _tail_backward_kernel(qkv_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, delta_ptr, n_tokens: tl.constexpr,
+                              scale, HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr,
+                              TAIL: tl.constexpr):
+        """The split backward (as _tile_attention_backward_split_kernel) in whole blocks plus a tail:
+        program `block` of an (image, head) owns key and query block `block`, or the TAIL remainder."""
+        block = tl.program_id(0)
+        image_head = tl.program_id(1)
+        width, offset, out_offset = _head_offsets(image_head, n_tokens, HEADS, HEAD_DIM)
+        dims = tl.arange(0, HEAD_DIM)
+        base, do_base, grad_base = qkv_ptr + offset, grad_out_ptr + out_offset, grad_qkv_ptr + offset
+        lse_base = lse_ptr + image_head.to(tl.int64) * n_tokens
+        delta_base = delta_ptr + image_head.to(tl.int64) * n_tokens
+        if block < n_tokens // BLOCK:
+            _backward_block(base, do_base, grad_base, lse_base, delta_base, block * BLOCK, n_tokens, scale, width,
+                            dims, HEAD_DIM, BLOCK, False, BLOCK, TAIL)
+        else:
+            _backward_block(base, do_base, grad_base, lse_base, delta_base, block * BLOCK, n_tokens, scale, width,
+                            dims, HEAD_DIM, TAIL, True, BLOCK, TAIL)
+
     @triton.jit
     def _load_vector(ptr, dims):
         """One token's (HEAD_DIM,) row in fp32 (inlined)."""
@@ -357,6 +534,12 @@ class Launch(NamedTuple):
     forward_stages: int | None = None  # software-pipelining depth (None: Triton's default)
     backward_stages: int | None = None
     class_split: bool = False  # 1 + 2^k tokens: patches as one tile, the class token as vectors
+    tail: bool = False  # split path: whole blocks unmasked, the remainder as one narrow block
+
+
+def tail_size(n_tokens: int, block: int) -> int:
+    """Rows of the remainder block after n_tokens // block whole ones (>= 16, tl.dot's smallest)."""
+    return max(16, triton.next_power_of_2(n_tokens % block)) if n_tokens % block else block
 
 
 def class_split_fits(n_tokens: int) -> bool:
@@ -379,7 +562,8 @@ def launch(n_tokens: int, head_dim: int) -> Launch:
     keys = max(16, triton.next_power_of_2(n_tokens))
     if keys <= 128:
         return Launch(min(64, keys), keys, 4, False, min(64, keys), keys, 4, class_split=class_split_fits(n_tokens))
-    return Launch(64, 32, 4, True, 64, 64, 4)
+    import os  # measurement switch on this branch only
+    return Launch(64, 32, 4, True, 64, 64, 4, tail=os.environ.get("VITKIT_TAIL") == "1")
 
 
 def _check(qkv: torch.Tensor, num_heads: int) -> tuple[int, int, int]:
@@ -406,6 +590,11 @@ def _forward(qkv: torch.Tensor, num_heads: int, scale: float) -> tuple[torch.Ten
         return out, lse
     grid = (triton.cdiv(n_tokens, cfg.block_m), batch * num_heads)
     stages = {} if cfg.forward_stages is None else {"num_stages": cfg.forward_stages}
+    if cfg.tail:
+        _tail_forward_kernel[grid](qkv, out, lse, n_tokens, scale, HEADS=num_heads, HEAD_DIM=head_dim,
+                                   BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, TAIL_M=tail_size(n_tokens, cfg.block_m),
+                                   TAIL_N=tail_size(n_tokens, cfg.block_n), num_warps=cfg.warps, **stages)
+        return out, lse
     _tile_attention_forward_kernel[grid](qkv, out, lse, n_tokens, scale, HEADS=num_heads, HEAD_DIM=head_dim,
                                          BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.warps,
                                          **stages)
@@ -429,6 +618,12 @@ def _backward(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse:
         _tile_attention_delta_kernel[(triton.cdiv(n_rows, rows),)](
             out, grad_out, delta, n_rows, HEADS=num_heads, HEAD_DIM=head_dim, n_tokens=n_tokens, ROWS=rows)
         grid = (triton.cdiv(n_tokens, cfg.backward_block), batch * num_heads)
+        if cfg.tail:
+            _tail_backward_kernel[grid](qkv, grad_out, lse, grad_qkv, delta, n_tokens, scale, HEADS=num_heads,
+                                        HEAD_DIM=head_dim, BLOCK=cfg.backward_block,
+                                        TAIL=tail_size(n_tokens, cfg.backward_block),
+                                        num_warps=cfg.backward_warps, **stages)
+            return grad_qkv
         _tile_attention_backward_split_kernel[grid](qkv, grad_out, lse, grad_qkv, delta, n_tokens, scale,
                                                     HEADS=num_heads, HEAD_DIM=head_dim,
                                                     BLOCK=cfg.backward_block, STEP=cfg.backward_step,
