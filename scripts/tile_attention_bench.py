@@ -62,8 +62,12 @@ def candidates_for(tokens: int) -> dict[str, dict]:
         padded = {f"tile_m{m}_w{w}": {"block_m": m, "warps": w, "backward_block": m, "backward_warps": w,
                                       "class_split": False} for m, w in [(32, 4), (64, 4), (128, 4), (128, 8)]}
         if not ta.class_split_fits(tokens):
-            return padded
-        return padded | {f"tile_class_split_w{w}": {"warps": w, "backward_warps": w} for w in (2, 4, 8)}
+            return padded | {"tile_tail": {"tail": True}}  # the forward in whole blocks + a tail
+        persistent = {f"tile_class_split_p{p}_st{st}_w{w}": {"class_split_programs": p, "class_split_stages": st,
+                                                              "warps": w, "backward_warps": w}
+                      for p, st, w in [(1, 2, 4), (2, 2, 4), (4, 2, 4), (8, 2, 4), (2, 3, 4), (4, 3, 4), (2, 2, 8),
+                                       (4, 1, 4)]}
+        return padded | persistent | {f"tile_class_split_w{w}": {"warps": w, "backward_warps": w} for w in (2, 4, 8)}
     forward = {f"tile_fwd_m{m}_n{n}_w{w}_s{st}":
                {"block_m": m, "block_n": n, "warps": w, "forward_stages": st}
                for m, n, w, st in [(64, 32, 4, 1), (64, 32, 4, 2), (64, 32, 4, 3), (64, 32, 4, 4),

@@ -59,7 +59,7 @@ if triton is not None:
     def _head_offsets(image_head, n_tokens, HEADS: tl.constexpr, HEAD_DIM: tl.constexpr):
         """The width (heads x head_dim) and where the head of program (image x head) starts in the QKV
         projection's (B, N, 3, heads, head_dim) layout and in the (B, N, heads, head_dim) output (inlined)."""
-        image = (image_head // HEADS).to(tl.int64)
+        image = tl.cast(image_head // HEADS, tl.int64)
         head = image_head % HEADS
         width = HEADS * HEAD_DIM
         return width, image * n_tokens * 3 * width + head * HEAD_DIM, image * n_tokens * width + head * HEAD_DIM
@@ -416,13 +416,19 @@ if triton is not None:
                 _load_vector(base, dims), _load_vector(base + width, dims), _load_vector(base + 2 * width, dims))
 
     @triton.jit
-    def _class_split_forward_kernel(qkv_ptr, out_ptr, lse_ptr, scale, HEADS: tl.constexpr,
-                                    HEAD_DIM: tl.constexpr, PATCHES: tl.constexpr):
-        """One program per (image, head) of 1 + PATCHES tokens (class token first, PATCHES a power of
-        two): the patches' queries and keys as one PATCHES-square tile, the class token's query row
-        and key column as vectors, so no tile is padded (65 tokens would otherwise take 128-key
-        tiles and a second query block holding one row)."""
-        image_head = tl.program_id(0)
+    def _class_split_forward_kernel(qkv_ptr, out_ptr, lse_ptr, scale, image_heads, HEADS: tl.constexpr,
+                                    HEAD_DIM: tl.constexpr, PATCHES: tl.constexpr, STAGES: tl.constexpr):
+        """(image, head)s of 1 + PATCHES tokens (class token first, PATCHES a power of two): the patches'
+        queries and keys as one PATCHES-square tile, the class token's query row and key column as
+        vectors, so no tile is padded (65 tokens would otherwise take 128-key tiles and a second query
+        block holding one row). A grid smaller than image_heads makes each program loop over several,
+        with the next one's loads in flight while it computes (STAGES)."""
+        for image_head in tl.range(tl.program_id(0), image_heads, tl.num_programs(0), num_stages=STAGES):
+            _class_split_forward_head(qkv_ptr, out_ptr, lse_ptr, scale, image_head, HEADS, HEAD_DIM, PATCHES)
+
+    @triton.jit
+    def _class_split_forward_head(qkv_ptr, out_ptr, lse_ptr, scale, image_head, HEADS: tl.constexpr,
+                                  HEAD_DIM: tl.constexpr, PATCHES: tl.constexpr):
         width, qkv_offset, out_offset = _head_offsets(image_head, PATCHES + 1, HEADS, HEAD_DIM)
         rows = 1 + tl.arange(0, PATCHES)
         dims = tl.arange(0, HEAD_DIM)
@@ -440,7 +446,7 @@ if triton is not None:
         o = (tl.dot(p.to(v.dtype), v) + p0[:, None] * v0[None, :]) / row_sum[:, None]
         out = out_ptr + out_offset
         tl.store(out + rows[:, None] * width + dims[None, :], o.to(out_ptr.dtype.element_ty))
-        lse = lse_ptr + image_head.to(tl.int64) * (PATCHES + 1)
+        lse = lse_ptr + tl.cast(image_head, tl.int64) * (PATCHES + 1)
         tl.store(lse + rows, row_max + tl.log2(row_sum))
 
         # the class token's query against every key
@@ -455,11 +461,18 @@ if triton is not None:
         tl.store(lse, max_c + tl.log2(sum_c))
 
     @triton.jit
-    def _class_split_backward_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, scale,
-                                     HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, PATCHES: tl.constexpr):
-        """Backward of _class_split_forward_kernel, one program per (image, head): P and dP recomputed
-        as the patch tile plus the class token's row and column, dQ, dK, dV written in the QKV layout."""
-        image_head = tl.program_id(0)
+    def _class_split_backward_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, scale, image_heads,
+                                     HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, PATCHES: tl.constexpr,
+                                     STAGES: tl.constexpr):
+        """Backward of _class_split_forward_kernel, (image, head)s as there: P and dP recomputed as the
+        patch tile plus the class token's row and column, dQ, dK, dV written in the QKV layout."""
+        for image_head in tl.range(tl.program_id(0), image_heads, tl.num_programs(0), num_stages=STAGES):
+            _class_split_backward_head(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, scale, image_head,
+                                       HEADS, HEAD_DIM, PATCHES)
+
+    @triton.jit
+    def _class_split_backward_head(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, scale, image_head,
+                                   HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, PATCHES: tl.constexpr):
         width, qkv_offset, out_offset = _head_offsets(image_head, PATCHES + 1, HEADS, HEAD_DIM)
         grad_base = grad_qkv_ptr + qkv_offset
         rows = 1 + tl.arange(0, PATCHES)
@@ -469,7 +482,7 @@ if triton is not None:
         q, k, v, q0, k0, v0 = _class_split_qkv(qkv_ptr + qkv_offset, width, tile, dims)
         o, do = tl.load(out_ptr + out_offset + out_tile), tl.load(grad_out_ptr + out_offset + out_tile)
         o0, do0 = _load_vector(out_ptr + out_offset, dims), _load_vector(grad_out_ptr + out_offset, dims)
-        lse_base = lse_ptr + image_head.to(tl.int64) * (PATCHES + 1)
+        lse_base = lse_ptr + tl.cast(image_head, tl.int64) * (PATCHES + 1)
         lse, lse0 = tl.load(lse_base + rows), tl.load(lse_base)
         log2_scale = scale * 1.4426950408889634
 
@@ -534,6 +547,8 @@ class Launch(NamedTuple):
     forward_stages: int | None = None  # software-pipelining depth (None: Triton's default)
     backward_stages: int | None = None
     class_split: bool = False  # 1 + 2^k tokens: patches as one tile, the class token as vectors
+    class_split_programs: int = 0  # class split: programs per SM, each looping over (image, head)s; 0: one each
+    class_split_stages: int = 1  # class split: loads of the next (image, head) in flight while computing
     tail: bool = False  # split path: whole blocks unmasked, the remainder as one narrow block
 
 
@@ -559,10 +574,12 @@ def launch(n_tokens: int, head_dim: int) -> Launch:
     takes the class-split kernels: at 65 tokens (6 heads of 64, batch 512) backward 0.099 ms against
     the padded kernel's 0.175, forward 0.041 against 0.052 (section 11; 8 warps were slower).
     """
+    import os  # measurement switches on this branch only
     keys = max(16, triton.next_power_of_2(n_tokens))
     if keys <= 128:
-        return Launch(min(64, keys), keys, 4, False, min(64, keys), keys, 4, class_split=class_split_fits(n_tokens))
-    import os  # measurement switch on this branch only
+        programs, stages = (int(x) for x in os.environ.get("VITKIT_CS", "0,1").split(","))
+        return Launch(min(64, keys), keys, 4, False, min(64, keys), keys, 4, class_split=class_split_fits(n_tokens),
+                      class_split_programs=programs, class_split_stages=stages)
     return Launch(64, 32, 4, True, 64, 64, 4, tail=os.environ.get("VITKIT_TAIL") == "1")
 
 
@@ -578,6 +595,14 @@ def _check(qkv: torch.Tensor, num_heads: int) -> tuple[int, int, int]:
     return batch, n_tokens, head_dim
 
 
+def _class_split_grid(image_heads: int, cfg: Launch, device: torch.device) -> tuple[int]:
+    if not cfg.class_split_programs:
+        return (image_heads,)
+    # Triton's interpreter (CPU tests) pretends to have 2 SMs, so that programs loop there too
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 2
+    return (min(image_heads, sms * cfg.class_split_programs),)
+
+
 def _forward(qkv: torch.Tensor, num_heads: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     batch, n_tokens, head_dim = _check(qkv, num_heads)
     qkv = qkv.contiguous()
@@ -585,8 +610,9 @@ def _forward(qkv: torch.Tensor, num_heads: int, scale: float) -> tuple[torch.Ten
     lse = torch.empty(batch, num_heads, n_tokens, device=qkv.device, dtype=torch.float32)
     cfg = launch(n_tokens, head_dim)
     if cfg.class_split:
-        _class_split_forward_kernel[(batch * num_heads,)](qkv, out, lse, scale, HEADS=num_heads, HEAD_DIM=head_dim,
-                                                          PATCHES=n_tokens - 1, num_warps=cfg.warps)
+        _class_split_forward_kernel[_class_split_grid(batch * num_heads, cfg, qkv.device)](
+            qkv, out, lse, scale, batch * num_heads, HEADS=num_heads, HEAD_DIM=head_dim, PATCHES=n_tokens - 1,
+            STAGES=cfg.class_split_stages, num_warps=cfg.warps)
         return out, lse
     grid = (triton.cdiv(n_tokens, cfg.block_m), batch * num_heads)
     stages = {} if cfg.forward_stages is None else {"num_stages": cfg.forward_stages}
@@ -609,9 +635,9 @@ def _backward(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse:
     cfg = launch(n_tokens, head_dim)
     stages = {} if cfg.backward_stages is None else {"num_stages": cfg.backward_stages}
     if cfg.class_split:
-        _class_split_backward_kernel[(batch * num_heads,)](qkv, out, grad_out, lse, grad_qkv, scale, HEADS=num_heads,
-                                                           HEAD_DIM=head_dim, PATCHES=n_tokens - 1,
-                                                           num_warps=cfg.backward_warps)
+        _class_split_backward_kernel[_class_split_grid(batch * num_heads, cfg, qkv.device)](
+            qkv, out, grad_out, lse, grad_qkv, scale, batch * num_heads, HEADS=num_heads, HEAD_DIM=head_dim,
+            PATCHES=n_tokens - 1, STAGES=cfg.class_split_stages, num_warps=cfg.backward_warps)
     elif cfg.split_backward:
         delta = torch.empty_like(lse)
         n_rows, rows = batch * n_tokens * num_heads, 64
