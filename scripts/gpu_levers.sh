@@ -176,10 +176,10 @@ PY
     VITKIT_TAIL=1 run --model vit_b16 --img-size 224 --batch 256 --mode train --compile --speed $R7Q
     timeout 150 python3 -m pytest -q tests/test_tile_attention.py tests/test_fused_mlp.py tests/test_fold_norm.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 2 "$OUT/gpu_tests.txt" ;;
   round10-persistent)  # class-split kernels looping over (image, head)s with loads in flight; tail forward at 101 tokens; CIFAR-scale steps
-    python3 scripts/tile_attention_bench.py cifar_scale_b512 speedrun_b256 --match tile_default --match tile_class_split --match tile_tail >"$OUT/tile_bench.jsonl" 2>"$OUT/tile_bench.err"
+    python3 scripts/tile_attention_bench.py cifar_scale_b512 speedrun_b256 b16_b256 --match tile_default --match tile_class_split_p --match tile_class_split_w4 --match tile_tail >"$OUT/tile_bench.jsonl" 2>"$OUT/tile_bench.err"
     cat "$OUT/tile_bench.jsonl"
     S7Q=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm,qkv_bias_sums
-    for cs in ${CS_LIST:-0,1 2,2 4,2}; do
+    for cs in ${CS_LIST:-0,1 2,3 0,1 4,3}; do
       VITKIT_CS=$cs run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile \
         --compile-mode reduce-overhead --speed $S7Q
     done ;;

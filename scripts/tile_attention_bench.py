@@ -1,7 +1,7 @@
 """Attention alone, from the fused QKV output to the (B, N, heads * head_dim) input of the output
 projection: vitkit's Triton kernel (several launch configurations) against every SDPA
 backend with the transposes around it (compiled, as in the model), forward and forward +
-backward, bf16.
+backward, bf16, each replayed as a CUDA graph (kernel time, without the host's launches).
 
     python scripts/tile_attention_bench.py [SHAPE ...] [--match TEXT ...]   # default: all shapes below
     # one JSON line per shape and candidate; --match keeps the candidates whose name contains TEXT
@@ -53,7 +53,15 @@ def measure(fn, qkv: torch.Tensor, heads: int, backward: bool, compile: bool) ->
         else:
             with torch.no_grad():
                 compiled(qkv, heads)
-    return time_steps(step, torch.device("cuda"), warmup=5, iters=20, repeats=5)
+    for _ in range(3):  # compile and allocate outside the graph
+        step()
+    torch.cuda.synchronize()
+    # Replayed as a CUDA graph, so that the figure is the kernels' time and not the host's launches, which
+    # are longer than the kernels at the small shapes (and the models run them in graphs there).
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return time_steps(graph.replay, torch.device("cuda"), warmup=5, iters=20, repeats=5)
 
 
 def candidates_for(tokens: int) -> dict[str, dict]:

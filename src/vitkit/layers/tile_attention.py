@@ -417,14 +417,18 @@ if triton is not None:
 
     @triton.jit
     def _class_split_forward_kernel(qkv_ptr, out_ptr, lse_ptr, scale, image_heads, HEADS: tl.constexpr,
-                                    HEAD_DIM: tl.constexpr, PATCHES: tl.constexpr, STAGES: tl.constexpr):
+                                    HEAD_DIM: tl.constexpr, PATCHES: tl.constexpr, STAGES: tl.constexpr,
+                                    LOOP: tl.constexpr):
         """(image, head)s of 1 + PATCHES tokens (class token first, PATCHES a power of two): the patches'
         queries and keys as one PATCHES-square tile, the class token's query row and key column as
         vectors, so no tile is padded (65 tokens would otherwise take 128-key tiles and a second query
         block holding one row). A grid smaller than image_heads makes each program loop over several,
         with the next one's loads in flight while it computes (STAGES)."""
-        for image_head in tl.range(tl.program_id(0), image_heads, tl.num_programs(0), num_stages=STAGES):
-            _class_split_forward_head(qkv_ptr, out_ptr, lse_ptr, scale, image_head, HEADS, HEAD_DIM, PATCHES)
+        if LOOP:
+            for image_head in tl.range(tl.program_id(0), image_heads, tl.num_programs(0), num_stages=STAGES):
+                _class_split_forward_head(qkv_ptr, out_ptr, lse_ptr, scale, image_head, HEADS, HEAD_DIM, PATCHES)
+        else:
+            _class_split_forward_head(qkv_ptr, out_ptr, lse_ptr, scale, tl.program_id(0), HEADS, HEAD_DIM, PATCHES)
 
     @triton.jit
     def _class_split_forward_head(qkv_ptr, out_ptr, lse_ptr, scale, image_head, HEADS: tl.constexpr,
@@ -463,12 +467,16 @@ if triton is not None:
     @triton.jit
     def _class_split_backward_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, scale, image_heads,
                                      HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, PATCHES: tl.constexpr,
-                                     STAGES: tl.constexpr):
+                                     STAGES: tl.constexpr, LOOP: tl.constexpr):
         """Backward of _class_split_forward_kernel, (image, head)s as there: P and dP recomputed as the
         patch tile plus the class token's row and column, dQ, dK, dV written in the QKV layout."""
-        for image_head in tl.range(tl.program_id(0), image_heads, tl.num_programs(0), num_stages=STAGES):
-            _class_split_backward_head(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, scale, image_head,
-                                       HEADS, HEAD_DIM, PATCHES)
+        if LOOP:
+            for image_head in tl.range(tl.program_id(0), image_heads, tl.num_programs(0), num_stages=STAGES):
+                _class_split_backward_head(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, scale, image_head,
+                                           HEADS, HEAD_DIM, PATCHES)
+        else:
+            _class_split_backward_head(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, scale,
+                                       tl.program_id(0), HEADS, HEAD_DIM, PATCHES)
 
     @triton.jit
     def _class_split_backward_head(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, scale, image_head,
@@ -612,7 +620,7 @@ def _forward(qkv: torch.Tensor, num_heads: int, scale: float) -> tuple[torch.Ten
     if cfg.class_split:
         _class_split_forward_kernel[_class_split_grid(batch * num_heads, cfg, qkv.device)](
             qkv, out, lse, scale, batch * num_heads, HEADS=num_heads, HEAD_DIM=head_dim, PATCHES=n_tokens - 1,
-            STAGES=cfg.class_split_stages, num_warps=cfg.warps)
+            STAGES=cfg.class_split_stages, LOOP=cfg.class_split_programs > 0, num_warps=cfg.warps)
         return out, lse
     grid = (triton.cdiv(n_tokens, cfg.block_m), batch * num_heads)
     stages = {} if cfg.forward_stages is None else {"num_stages": cfg.forward_stages}
@@ -637,7 +645,8 @@ def _backward(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse:
     if cfg.class_split:
         _class_split_backward_kernel[_class_split_grid(batch * num_heads, cfg, qkv.device)](
             qkv, out, grad_out, lse, grad_qkv, scale, batch * num_heads, HEADS=num_heads, HEAD_DIM=head_dim,
-            PATCHES=n_tokens - 1, STAGES=cfg.class_split_stages, num_warps=cfg.backward_warps)
+            PATCHES=n_tokens - 1, STAGES=cfg.class_split_stages, LOOP=cfg.class_split_programs > 0,
+            num_warps=cfg.backward_warps)
     elif cfg.split_backward:
         delta = torch.empty_like(lse)
         n_rows, rows = batch * n_tokens * num_heads, 64
