@@ -71,31 +71,18 @@ def candidates_for(tokens: int) -> dict[str, dict]:
                                       "class_split": False} for m, w in [(32, 4), (64, 4), (128, 4), (128, 8)]}
         if not ta.class_split_fits(tokens):
             return padded | {"tile_tail": {"tail": True}}  # the forward in whole blocks + a tail
-        persistent = {f"tile_class_split_p{p}_st{st}_w{w}": {"class_split_programs": p, "class_split_stages": st,
-                                                              "warps": w, "backward_warps": w}
-                      for p, st, w in [(1, 2, 4), (2, 2, 4), (4, 2, 4), (8, 2, 4), (2, 3, 4), (4, 3, 4), (2, 2, 8),
-                                       (4, 1, 4)]}
-        return padded | persistent | {f"tile_class_split_w{w}": {"warps": w, "backward_warps": w} for w in (2, 4, 8)}
+        return padded | {f"tile_class_split_w{w}": {"warps": w, "backward_warps": w} for w in (2, 4, 8)}
     forward = {f"tile_fwd_m{m}_n{n}_w{w}_s{st}":
                {"block_m": m, "block_n": n, "warps": w, "forward_stages": st}
                for m, n, w, st in [(64, 32, 4, 1), (64, 32, 4, 2), (64, 32, 4, 3), (64, 32, 4, 4),
                                    (64, 64, 4, 2), (64, 64, 4, 4), (32, 32, 4, 3), (128, 32, 4, 3),
-                                   (128, 32, 8, 2)]}
+                                   (128, 32, 8, 2), (128, 64, 8, 2), (32, 64, 4, 3)]}
     backward = {f"tile_bwd_b{b}_s{t}_w{w}_st{st}":
                 {"backward_block": b, "backward_step": t, "backward_warps": w, "backward_stages": st}
                 for b, t, w, st in [(64, 64, 4, 3), (64, 64, 4, 1), (64, 64, 4, 2), (64, 64, 4, 4),
-                                    (128, 32, 8, 2), (64, 32, 4, 2), (128, 64, 8, 1), (128, 64, 8, 2)]}
-    # whole blocks unmasked plus one narrow tail block (Launch.tail)
-    tail = {"tile_tail": {"tail": True}}
-    tail |= {f"tile_tail_fwd_m{m}_n{n}_w{w}_s{st}":
-             {"tail": True, "block_m": m, "block_n": n, "warps": w, "forward_stages": st}
-             for m, n, w, st in [(64, 32, 4, 3), (64, 64, 4, 2), (64, 64, 4, 3), (128, 32, 8, 2), (128, 64, 8, 2),
-                                 (32, 64, 4, 3)]}
-    tail |= {f"tile_tail_bwd_b{b}_w{w}_st{st}":
-             {"tail": True, "backward_block": b, "backward_step": b, "backward_warps": w, "backward_stages": st}
-             for b, w, st in [(64, 4, 1), (64, 4, 2), (64, 4, 3), (64, 8, 2), (32, 4, 2), (32, 4, 3), (128, 8, 1),
-                              (128, 8, 2)]}
-    return forward | backward | tail
+                                    (128, 32, 8, 2), (64, 32, 4, 2), (128, 64, 8, 1), (128, 64, 8, 2),
+                                    (64, 128, 8, 2), (32, 64, 4, 3), (64, 64, 8, 2), (128, 128, 8, 1)]}
+    return forward | backward
 
 
 def main(shapes: list[str], match: list[str]) -> None:
