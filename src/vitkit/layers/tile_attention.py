@@ -211,12 +211,12 @@ if triton is not None:
         keys or queries compute rows that are not stored."""
         token_stride = 3 * width
         log2_scale = scale * 1.4426950408889634
-        whole = n_tokens // STEP * STEP
+        whole = n_tokens // STEP * STEP  # (the loops spell it out: Triton 3.6's interpreter makes a local an array)
         k = _load_block(base + width, own, n_tokens, token_stride, dims, OWN, MASKED)
         v = _load_block(base + 2 * width, own, n_tokens, token_stride, dims, OWN, MASKED)
         grad_k = tl.zeros((OWN, HEAD_DIM), dtype=tl.float32)
         grad_v = tl.zeros((OWN, HEAD_DIM), dtype=tl.float32)
-        for start in range(0, whole, STEP):
+        for start in range(0, n_tokens // STEP * STEP, STEP):
             grad_k, grad_v = _key_grads_step(base, do_base, lse_base, delta_base, k, v, grad_k, grad_v, start,
                                              n_tokens, token_stride, width, dims, log2_scale, STEP, False)
         if n_tokens % STEP != 0:
@@ -230,7 +230,7 @@ if triton is not None:
         lse = _load_entries(lse_base, own, n_tokens, OWN, MASKED)
         delta = _load_entries(delta_base, own, n_tokens, OWN, MASKED)
         grad_q = tl.zeros((OWN, HEAD_DIM), dtype=tl.float32)
-        for start in range(0, whole, STEP):
+        for start in range(0, n_tokens // STEP * STEP, STEP):
             grad_q = _query_grad_step(base, q, do, lse, delta, grad_q, start, n_tokens, token_stride, width,
                                       dims, log2_scale, STEP, False)
         if n_tokens % STEP != 0:
