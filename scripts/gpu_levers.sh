@@ -189,7 +189,8 @@ PY
     cat "$OUT/tile_bench.jsonl"
     R7Q=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm,qkv_bias_sums
     run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --speed $R7Q ;;
-  round10-h100)  # B/16 step against timm; CIFAR-scale with CUDA graphs
+  round10-h100)  # tile attention GPU tests; B/16 step against timm; CIFAR-scale with CUDA graphs
+    timeout 150 python3 -m pytest -q tests/test_tile_attention.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 2 "$OUT/gpu_tests.txt"
     R7Q=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm,qkv_bias_sums
     S7Q=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm,qkv_bias_sums
     run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --speed $R7Q
