@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class|round7-final|round8-check|round9-libops|round9-small|round9-b16|round9-scratch|round9-final|round9-h100
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class|round7-final|round8-check|round9-libops|round9-small|round9-b16|round9-scratch|round9-final|round9-h100|round10-tail|round10-persistent|round10-final|round10-h100
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -168,6 +168,34 @@ PY
     run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --speed $R7 --speed $R7,qkv_bias_sums
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile \
       --compile-mode reduce-overhead --speed $S7 --speed $S7,qkv_bias_sums ;;
+  round10-tail)  # B/16 attention, whole blocks + a narrow tail against padded blocks (at commit 18708fc, VITKIT_TAIL); GPU tests
+    python3 scripts/tile_attention_bench.py b16_b256 --match tile_default --match tile_tail >"$OUT/tile_bench.jsonl" 2>"$OUT/tile_bench.err"
+    cat "$OUT/tile_bench.jsonl"
+    R7Q=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm,qkv_bias_sums
+    VITKIT_TAIL=0 run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --speed $R7Q
+    VITKIT_TAIL=1 run --model vit_b16 --img-size 224 --batch 256 --mode train --compile --speed $R7Q
+    timeout 150 python3 -m pytest -q tests/test_tile_attention.py tests/test_fused_mlp.py tests/test_fold_norm.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 2 "$OUT/gpu_tests.txt" ;;
+  round10-persistent)  # class-split kernels looping over (image, head)s (at commit 1bf95fb, VITKIT_CS), graph-timed attention; CIFAR-scale steps
+    python3 scripts/tile_attention_bench.py cifar_scale_b512 speedrun_b256 b16_b256 --match tile_default --match tile_class_split_p --match tile_class_split_w4 --match tile_tail >"$OUT/tile_bench.jsonl" 2>"$OUT/tile_bench.err"
+    cat "$OUT/tile_bench.jsonl"
+    S7Q=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm,qkv_bias_sums
+    for cs in ${CS_LIST:-0,1 2,3 0,1 4,3}; do
+      VITKIT_CS=$cs run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile \
+        --compile-mode reduce-overhead --speed $S7Q
+    done ;;
+  round10-final)  # the tail kernels as landed: GPU tests; B/16 attention launch sizes; B/16 step against timm (then on an H100: round10-h100)
+    timeout 200 python3 -m pytest -q tests/test_tile_attention.py tests/test_fused_mlp.py tests/test_fold_norm.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 2 "$OUT/gpu_tests.txt"
+    python3 scripts/tile_attention_bench.py b16_b256 --match tile_default --match tile_fwd --match tile_bwd >"$OUT/tile_bench.jsonl" 2>"$OUT/tile_bench.err"
+    cat "$OUT/tile_bench.jsonl"
+    R7Q=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm,qkv_bias_sums
+    run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --speed $R7Q ;;
+  round10-h100)  # tile attention GPU tests; B/16 step against timm; CIFAR-scale with CUDA graphs
+    timeout 150 python3 -m pytest -q tests/test_tile_attention.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 2 "$OUT/gpu_tests.txt"
+    R7Q=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm,qkv_bias_sums
+    S7Q=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm,qkv_bias_sums
+    run --model vit_b16 --img-size 224 --batch 256 --mode train --compare timm --compile --speed $R7Q
+    run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compare timm --compile \
+      --compile-mode reduce-overhead --speed $S7Q ;;
   round5-small)
     run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --mode infer --compare timm --compile \
       --speed bf16_residual,patch_matmul,tile --speed bf16_residual,patch_matmul,fused_gelu --speed bf16_residual,patch_matmul,fused_gelu,tile ;;

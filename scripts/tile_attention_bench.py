@@ -1,7 +1,7 @@
 """Attention alone, from the fused QKV output to the (B, N, heads * head_dim) input of the output
 projection: vitkit's Triton kernel (several launch configurations) against every SDPA
 backend with the transposes around it (compiled, as in the model), forward and forward +
-backward, bf16.
+backward, bf16, each replayed as a CUDA graph (kernel time, without the host's launches).
 
     python scripts/tile_attention_bench.py [SHAPE ...] [--match TEXT ...]   # default: all shapes below
     # one JSON line per shape and candidate; --match keeps the candidates whose name contains TEXT
@@ -53,7 +53,15 @@ def measure(fn, qkv: torch.Tensor, heads: int, backward: bool, compile: bool) ->
         else:
             with torch.no_grad():
                 compiled(qkv, heads)
-    return time_steps(step, torch.device("cuda"), warmup=5, iters=20, repeats=5)
+    for _ in range(3):  # compile and allocate outside the graph
+        step()
+    torch.cuda.synchronize()
+    # Replayed as a CUDA graph, so that the figure is the kernels' time and not the host's launches, which
+    # are longer than the kernels at the small shapes (and the models run them in graphs there).
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return time_steps(graph.replay, torch.device("cuda"), warmup=5, iters=20, repeats=5)
 
 
 def candidates_for(tokens: int) -> dict[str, dict]:
@@ -62,17 +70,18 @@ def candidates_for(tokens: int) -> dict[str, dict]:
         padded = {f"tile_m{m}_w{w}": {"block_m": m, "warps": w, "backward_block": m, "backward_warps": w,
                                       "class_split": False} for m, w in [(32, 4), (64, 4), (128, 4), (128, 8)]}
         if not ta.class_split_fits(tokens):
-            return padded
+            return padded | {"tile_tail": {"tail": True}}  # the forward in whole blocks + a tail
         return padded | {f"tile_class_split_w{w}": {"warps": w, "backward_warps": w} for w in (2, 4, 8)}
     forward = {f"tile_fwd_m{m}_n{n}_w{w}_s{st}":
                {"block_m": m, "block_n": n, "warps": w, "forward_stages": st}
                for m, n, w, st in [(64, 32, 4, 1), (64, 32, 4, 2), (64, 32, 4, 3), (64, 32, 4, 4),
                                    (64, 64, 4, 2), (64, 64, 4, 4), (32, 32, 4, 3), (128, 32, 4, 3),
-                                   (128, 32, 8, 2)]}
+                                   (128, 32, 8, 2), (128, 64, 8, 2), (32, 64, 4, 3)]}
     backward = {f"tile_bwd_b{b}_s{t}_w{w}_st{st}":
                 {"backward_block": b, "backward_step": t, "backward_warps": w, "backward_stages": st}
                 for b, t, w, st in [(64, 64, 4, 3), (64, 64, 4, 1), (64, 64, 4, 2), (64, 64, 4, 4),
-                                    (128, 32, 8, 2), (64, 32, 4, 2), (128, 64, 8, 1), (128, 64, 8, 2)]}
+                                    (128, 32, 8, 2), (64, 32, 4, 2), (128, 64, 8, 1), (128, 64, 8, 2),
+                                    (64, 128, 8, 2), (32, 64, 4, 3), (64, 64, 8, 2), (128, 128, 8, 1)]}
     return forward | backward
 
 

@@ -67,16 +67,21 @@ PARITY = textwrap.dedent("""
     # (batch, tokens, heads, head_dim, dtype): odd token counts exercise the padded rows and columns;
     # 101 tokens x 16 dims is the speedrun's shape; 197 tokens (ViT-B/16's) take the streamed forward
     # and the split backward
+    # above 128 tokens the blocks are whole ones plus a narrow remainder: 5 of 16 rows at 197, 1 at 129,
+    # none at 256
     for shape in [(2, 17, 2, 16, torch.float32), (2, 101, 3, 16, torch.float16),
                   (1, 65, 2, 64, torch.float32), (1, 197, 1, 32, torch.float32),
-                  (1, 197, 2, 64, torch.float16)]:
+                  (1, 197, 2, 64, torch.float16), (1, 129, 1, 16, torch.float32), (1, 256, 1, 16, torch.float32)]:
         check(*shape)
-    # other launch sizes of the long-sequence path: unequal blocks, other key blocks
+    # other launch sizes of the long-sequence path: unequal blocks, other key blocks (remainders of 22 in
+    # blocks of 32, 64, 128); the short path's forward in whole blocks + remainder
     default = ta.launch
-    for override in [{"backward_block": 32, "backward_step": 64},
-                     {"backward_block": 64, "backward_step": 32, "block_m": 32, "block_n": 128}]:
+    for override, shape in [({"backward_block": 32, "backward_step": 64}, (2, 150, 2, 32, torch.float32)),
+                            ({"backward_block": 64, "backward_step": 32, "block_m": 32, "block_n": 128},
+                             (2, 150, 2, 32, torch.float32)),
+                            ({"tail": True}, (2, 101, 2, 16, torch.float32))]:
         ta.launch = lambda n, d, o=override: default(n, d)._replace(**o)
-        check(2, 150, 2, 32, torch.float32)
+        check(*shape)
     # a class token plus a power of two of patches (17, 33, 65 tokens) takes the class-split kernels;
     # the same shapes on the padded one-tile kernels
     for override in [{}, {"class_split": False}]:

@@ -23,7 +23,8 @@ kernels), which halved the backward at 65 tokens.
 Above 128 tokens (ViT-B/16's 197) one tile of all keys spills registers, so the forward streams the
 keys in blocks with an online softmax, and the backward splits (flash-attention-2 style): program j
 of an (image, head) computes dK, dV of key block j over all queries, then dQ of query block j over all
-keys, after a small kernel has computed rowsum(dO * O) once.
+keys, after a small kernel has computed rowsum(dO * O) once. Both take the tokens as whole blocks
+without masks plus one narrow remainder block, not as blocks padded to a power of two.
 
 Numerics follow flash attention: fp32 scores and softmax, P rounded to the input dtype for P v.
 `tile_attention` is a custom op with a registered backward, so it runs inside `torch.compile`d
@@ -64,43 +65,203 @@ if triton is not None:
         width = HEADS * HEAD_DIM
         return width, image * n_tokens * 3 * width + head * HEAD_DIM, image * n_tokens * width + head * HEAD_DIM
 
+    # Whole blocks plus one narrow tail. 197 tokens in blocks of 64 would pad to 256: a fourth block
+    # holding 5 tokens, and a fourth step in every loop that is 92% padding (41% of the padded problem
+    # empty). The long-sequence kernels run the whole blocks without masks and the remainder as one block
+    # of >= 16 rows or keys (tl.dot's smallest): 208 instead of 256. One B/16 layer at batch 256, forward
+    # + backward: 0.679 against 0.764 ms (docs/benchmarks.md section 14).
+    @triton.jit
+    def _load_block(ptr, start, n_tokens, stride, dims, COUNT: tl.constexpr, MASKED: tl.constexpr):
+        """(COUNT, len(dims)) rows from `start` of a row-major matrix; MASKED: zeros past n_tokens (inlined)."""
+        rows = start + tl.arange(0, COUNT)
+        at = ptr + rows[:, None] * stride + dims[None, :]
+        if MASKED:
+            tile = tl.load(at, mask=(rows < n_tokens)[:, None], other=0.0)
+        else:
+            tile = tl.load(at)
+        return tile
+
+    @triton.jit
+    def _store_block(ptr, start, n_tokens, stride, dims, value, COUNT: tl.constexpr, MASKED: tl.constexpr):
+        rows = start + tl.arange(0, COUNT)
+        at = ptr + rows[:, None] * stride + dims[None, :]
+        value = value.to(ptr.dtype.element_ty)
+        if MASKED:
+            tl.store(at, value, mask=(rows < n_tokens)[:, None])
+        else:
+            tl.store(at, value)
+
+    @triton.jit
+    def _load_entries(ptr, start, n_tokens, COUNT: tl.constexpr, MASKED: tl.constexpr):
+        """COUNT entries of a per-token vector (lse, delta) from `start`; MASKED: zeros past n_tokens."""
+        at = start + tl.arange(0, COUNT)
+        if MASKED:
+            entries = tl.load(ptr + at, mask=at < n_tokens, other=0.0)
+        else:
+            entries = tl.load(ptr + at)
+        return entries
+
+    @triton.jit
+    def _online_softmax_step(q, base, start, n_tokens, token_stride, width, dims, log2_scale,
+                             row_max, row_sum, acc, COLS: tl.constexpr, MASKED: tl.constexpr):
+        """One block of COLS keys from `start` into the running max, sum and P v of q's rows (inlined)."""
+        k = _load_block(base + width, start, n_tokens, token_stride, dims, COLS, MASKED)
+        v = _load_block(base + 2 * width, start, n_tokens, token_stride, dims, COLS, MASKED)
+        s = tl.dot(q, tl.trans(k)) * log2_scale  # base-2 logits
+        if MASKED:
+            s = tl.where((start + tl.arange(0, COLS) < n_tokens)[None, :], s, float("-inf"))
+        new_max = tl.maximum(row_max, tl.max(s, 1))
+        rescale = tl.exp2(row_max - new_max)
+        p = tl.exp2(s - new_max[:, None])
+        row_sum = row_sum * rescale + tl.sum(p, 1)
+        acc = acc * rescale[:, None] + tl.dot(p.to(v.dtype), v)
+        return new_max, row_sum, acc
+
+    @triton.jit
+    def _forward_rows(base, out, lse, start, n_tokens: tl.constexpr, log2_scale, width, dims,
+                      HEAD_DIM: tl.constexpr, ROWS: tl.constexpr, MASKED: tl.constexpr,
+                      BLOCK_N: tl.constexpr, TAIL_N: tl.constexpr):
+        """Attention of ROWS queries from `start` over every key, written to out and lse (inlined).
+        Keys in whole blocks of BLOCK_N and a remainder of TAIL_N; TAIL_N = 0: every block masked (when
+        BLOCK_N covers every key, as for short sequences, this is one pass and the rescaling multiplies
+        by zero once)."""
+        token_stride = 3 * width
+        q = _load_block(base, start, n_tokens, token_stride, dims, ROWS, MASKED)
+        row_max = tl.full((ROWS,), float("-inf"), dtype=tl.float32)
+        row_sum = tl.zeros((ROWS,), dtype=tl.float32)
+        acc = tl.zeros((ROWS, HEAD_DIM), dtype=tl.float32)
+        if TAIL_N == 0:
+            for key in range(0, n_tokens, BLOCK_N):
+                row_max, row_sum, acc = _online_softmax_step(q, base, key, n_tokens, token_stride, width, dims,
+                                                             log2_scale, row_max, row_sum, acc, BLOCK_N, True)
+        else:
+            for key in range(0, n_tokens // BLOCK_N * BLOCK_N, BLOCK_N):
+                row_max, row_sum, acc = _online_softmax_step(q, base, key, n_tokens, token_stride, width, dims,
+                                                             log2_scale, row_max, row_sum, acc, BLOCK_N, False)
+            if n_tokens % BLOCK_N != 0:
+                row_max, row_sum, acc = _online_softmax_step(q, base, n_tokens // BLOCK_N * BLOCK_N, n_tokens,
+                                                             token_stride, width, dims, log2_scale, row_max,
+                                                             row_sum, acc, TAIL_N, True)
+        _store_block(out, start, n_tokens, width, dims, acc / row_sum[:, None], ROWS, MASKED)
+        rows = start + tl.arange(0, ROWS)
+        value = row_max + tl.log2(row_sum)
+        if MASKED:
+            tl.store(lse + rows, value, mask=rows < n_tokens)
+        else:
+            tl.store(lse + rows, value)
+
     @triton.jit
     def _tile_attention_forward_kernel(qkv_ptr, out_ptr, lse_ptr, n_tokens: tl.constexpr, scale,
-                                       HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+                                       HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                                       BLOCK_N: tl.constexpr, TAIL: tl.constexpr, TAIL_M: tl.constexpr,
+                                       TAIL_N: tl.constexpr):
+        """Program `block` of an (image, head): query block `block`. TAIL: whole blocks unmasked and the
+        last program takes the TAIL_M-row remainder; otherwise every block is masked, which was faster
+        for short sequences (101 tokens: 28.8 against 31.4 us, docs/benchmarks.md section 14)."""
         block = tl.program_id(0)
         image_head = tl.program_id(1)
         width, qkv_offset, out_offset = _head_offsets(image_head, n_tokens, HEADS, HEAD_DIM)
-        token_stride = 3 * width  # qkv is (B, N, 3, heads, head_dim)
-        rows = block * BLOCK_M + tl.arange(0, BLOCK_M)
         dims = tl.arange(0, HEAD_DIM)
-        row_ok = rows < n_tokens
+        base, out = qkv_ptr + qkv_offset, out_ptr + out_offset
+        lse = lse_ptr + image_head.to(tl.int64) * n_tokens
+        log2_scale = scale * 1.4426950408889634
+        if not TAIL:
+            _forward_rows(base, out, lse, block * BLOCK_M, n_tokens, log2_scale, width, dims, HEAD_DIM,
+                          BLOCK_M, True, BLOCK_N, 0)
+        elif block < n_tokens // BLOCK_M:
+            _forward_rows(base, out, lse, block * BLOCK_M, n_tokens, log2_scale, width, dims, HEAD_DIM,
+                          BLOCK_M, False, BLOCK_N, TAIL_N)
+        else:
+            _forward_rows(base, out, lse, block * BLOCK_M, n_tokens, log2_scale, width, dims, HEAD_DIM,
+                          TAIL_M, True, BLOCK_N, TAIL_N)
 
-        base = qkv_ptr + qkv_offset
-        q = _load_rows(base, rows, row_ok, token_stride, dims)
-        row_max = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
-        row_sum = tl.zeros((BLOCK_M,), dtype=tl.float32)
-        acc = tl.zeros((BLOCK_M, HEAD_DIM), dtype=tl.float32)
-        # Keys in blocks of BLOCK_N with an online softmax; when BLOCK_N covers every key (short
-        # sequences) this is one pass and the rescaling below multiplies by zero once.
-        for start in range(0, n_tokens, BLOCK_N):
-            cols = start + tl.arange(0, BLOCK_N)
-            col_ok = cols < n_tokens
-            k = _load_rows(base + width, cols, col_ok, token_stride, dims)
-            v = _load_rows(base + 2 * width, cols, col_ok, token_stride, dims)
-            s = tl.dot(q, tl.trans(k)) * (scale * 1.4426950408889634)  # (BLOCK_M, BLOCK_N), base-2 logits
-            s = tl.where(col_ok[None, :], s, float("-inf"))
-            new_max = tl.maximum(row_max, tl.max(s, 1))
-            rescale = tl.exp2(row_max - new_max)
-            p = tl.exp2(s - new_max[:, None])
-            row_sum = row_sum * rescale + tl.sum(p, 1)
-            acc = acc * rescale[:, None] + tl.dot(p.to(v.dtype), v)
-            row_max = new_max
-        o = acc / row_sum[:, None]  # (BLOCK_M, HEAD_DIM)
+    @triton.jit
+    def _key_grads_step(base, do_base, lse_base, delta_base, k, v, grad_k, grad_v, start, n_tokens,
+                        token_stride, width, dims, log2_scale, ROWS: tl.constexpr, MASKED: tl.constexpr):
+        """ROWS queries from `start` into dK, dV of one key block (inlined). Padded query rows load q, dO,
+        lse and delta as zeros: their p is 1 and their dO and dS are 0, so they add nothing."""
+        q = _load_block(base, start, n_tokens, token_stride, dims, ROWS, MASKED)
+        do = _load_block(do_base, start, n_tokens, width, dims, ROWS, MASKED)
+        lse = _load_entries(lse_base, start, n_tokens, ROWS, MASKED)
+        delta = _load_entries(delta_base, start, n_tokens, ROWS, MASKED)
+        p = tl.exp2(tl.dot(q, tl.trans(k)) * log2_scale - lse[:, None])
+        grad_v = tl.dot(tl.trans(p.to(do.dtype)), do, grad_v)
+        grad_s = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
+        grad_k = tl.dot(tl.trans(grad_s.to(q.dtype)), q, grad_k)
+        return grad_k, grad_v
 
-        tl.store(out_ptr + out_offset + rows[:, None] * width + dims[None, :], o.to(out_ptr.dtype.element_ty),
-                 mask=row_ok[:, None])
-        tl.store(lse_ptr + image_head.to(tl.int64) * n_tokens + rows, row_max + tl.log2(row_sum), mask=row_ok)
+    @triton.jit
+    def _query_grad_step(base, q, do, lse, delta, grad_q, start, n_tokens, token_stride, width, dims,
+                         log2_scale, COLS: tl.constexpr, MASKED: tl.constexpr):
+        """COLS keys from `start` into dQ of one query block (inlined)."""
+        k = _load_block(base + width, start, n_tokens, token_stride, dims, COLS, MASKED)
+        v = _load_block(base + 2 * width, start, n_tokens, token_stride, dims, COLS, MASKED)
+        p = tl.exp2(tl.dot(q, tl.trans(k)) * log2_scale - lse[:, None])
+        if MASKED:  # a padded key (k = 0) has p = 2^-lse, which overflows for very negative rows
+            p = tl.where((start + tl.arange(0, COLS) < n_tokens)[None, :], p, 0.0)
+        grad_s = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
+        return tl.dot(grad_s.to(k.dtype), k, grad_q)
+
+    @triton.jit
+    def _backward_block(base, do_base, grad_base, lse_base, delta_base, own, n_tokens: tl.constexpr,
+                        scale, width, dims, HEAD_DIM: tl.constexpr, OWN: tl.constexpr,
+                        MASKED: tl.constexpr, STEP: tl.constexpr, TAIL: tl.constexpr):
+        """dK, dV of the OWN keys from `own` over every query, then dQ of the OWN queries from `own`
+        over every key, each loop in whole blocks of STEP and a remainder of TAIL (inlined). Padded own
+        keys or queries compute rows that are not stored."""
+        token_stride = 3 * width
+        log2_scale = scale * 1.4426950408889634
+        whole = n_tokens // STEP * STEP  # (the loops spell it out: Triton 3.6's interpreter makes a local an array)
+        k = _load_block(base + width, own, n_tokens, token_stride, dims, OWN, MASKED)
+        v = _load_block(base + 2 * width, own, n_tokens, token_stride, dims, OWN, MASKED)
+        grad_k = tl.zeros((OWN, HEAD_DIM), dtype=tl.float32)
+        grad_v = tl.zeros((OWN, HEAD_DIM), dtype=tl.float32)
+        for start in range(0, n_tokens // STEP * STEP, STEP):
+            grad_k, grad_v = _key_grads_step(base, do_base, lse_base, delta_base, k, v, grad_k, grad_v, start,
+                                             n_tokens, token_stride, width, dims, log2_scale, STEP, False)
+        if n_tokens % STEP != 0:
+            grad_k, grad_v = _key_grads_step(base, do_base, lse_base, delta_base, k, v, grad_k, grad_v, whole,
+                                             n_tokens, token_stride, width, dims, log2_scale, TAIL, True)
+        _store_block(grad_base + width, own, n_tokens, token_stride, dims, grad_k * scale, OWN, MASKED)
+        _store_block(grad_base + 2 * width, own, n_tokens, token_stride, dims, grad_v, OWN, MASKED)
+
+        q = _load_block(base, own, n_tokens, token_stride, dims, OWN, MASKED)
+        do = _load_block(do_base, own, n_tokens, width, dims, OWN, MASKED)
+        lse = _load_entries(lse_base, own, n_tokens, OWN, MASKED)
+        delta = _load_entries(delta_base, own, n_tokens, OWN, MASKED)
+        grad_q = tl.zeros((OWN, HEAD_DIM), dtype=tl.float32)
+        for start in range(0, n_tokens // STEP * STEP, STEP):
+            grad_q = _query_grad_step(base, q, do, lse, delta, grad_q, start, n_tokens, token_stride, width,
+                                      dims, log2_scale, STEP, False)
+        if n_tokens % STEP != 0:
+            grad_q = _query_grad_step(base, q, do, lse, delta, grad_q, whole, n_tokens, token_stride, width,
+                                      dims, log2_scale, TAIL, True)
+        _store_block(grad_base, own, n_tokens, token_stride, dims, grad_q * scale, OWN, MASKED)
+
+    @triton.jit
+    def _tile_attention_backward_split_kernel(qkv_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr, delta_ptr,
+                                              n_tokens: tl.constexpr, scale, HEADS: tl.constexpr,
+                                              HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, TAIL_BLOCK: tl.constexpr,
+                                              STEP: tl.constexpr, TAIL_STEP: tl.constexpr):
+        """Backward for longer sequences (flash-attention-2 style): program `block` of an (image, head)
+        computes dK and dV of key block `block` looping over query blocks, then dQ of query block
+        `block` looping over key blocks, so no program holds all keys and no dQ is summed atomically;
+        the last program owns the TAIL_BLOCK remainder. delta = rowsum(dO * O) comes precomputed
+        (_tile_attention_delta_kernel): computed in the loop instead, the backward of a B/16 layer took
+        697 us instead of 605."""
+        block = tl.program_id(0)
+        image_head = tl.program_id(1)
+        width, offset, out_offset = _head_offsets(image_head, n_tokens, HEADS, HEAD_DIM)
+        dims = tl.arange(0, HEAD_DIM)
+        base, do_base, grad_base = qkv_ptr + offset, grad_out_ptr + out_offset, grad_qkv_ptr + offset
+        lse_base = lse_ptr + image_head.to(tl.int64) * n_tokens
+        delta_base = delta_ptr + image_head.to(tl.int64) * n_tokens
+        if block < n_tokens // BLOCK:
+            _backward_block(base, do_base, grad_base, lse_base, delta_base, block * BLOCK, n_tokens, scale, width,
+                            dims, HEAD_DIM, BLOCK, False, STEP, TAIL_STEP)
+        else:
+            _backward_block(base, do_base, grad_base, lse_base, delta_base, block * BLOCK, n_tokens, scale, width,
+                            dims, HEAD_DIM, TAIL_BLOCK, True, STEP, TAIL_STEP)
 
     @triton.jit
     def _tile_attention_backward_kernel(qkv_ptr, out_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr,
@@ -146,70 +307,6 @@ if triton is not None:
                  grad_k.to(grad_qkv_ptr.dtype.element_ty), mask=col_ok[:, None])
         tl.store(grad_base + 2 * width + cols[:, None] * token_stride + dims[None, :],
                  grad_v.to(grad_qkv_ptr.dtype.element_ty), mask=col_ok[:, None])
-
-    @triton.jit
-    def _tile_attention_backward_split_kernel(qkv_ptr, grad_out_ptr, lse_ptr, grad_qkv_ptr,
-                                              delta_ptr,
-                                              n_tokens: tl.constexpr, scale,
-                                              HEADS: tl.constexpr, HEAD_DIM: tl.constexpr,
-                                              BLOCK: tl.constexpr, STEP: tl.constexpr):
-        """Backward for longer sequences (flash-attention-2 style): program `block` of an (image, head)
-        computes dK and dV of key block `block` looping over query blocks, then dQ of query block
-        `block` looping over key blocks, so no program holds all keys and no dQ is summed atomically.
-        delta = rowsum(dO * O) comes precomputed (_tile_attention_delta_kernel): computed in the loop
-        instead, the backward of a B/16 layer took 697 us instead of 605."""
-        block = tl.program_id(0)
-        image_head = tl.program_id(1)
-        width, offset, out_base = _head_offsets(image_head, n_tokens, HEADS, HEAD_DIM)
-        token_stride = 3 * width
-        dims = tl.arange(0, HEAD_DIM)
-        base = qkv_ptr + offset
-        grad_base = grad_qkv_ptr + offset
-        lse_base = lse_ptr + image_head.to(tl.int64) * n_tokens
-        delta_base = delta_ptr + image_head.to(tl.int64) * n_tokens
-        log2_scale = scale * 1.4426950408889634
-
-        own = block * BLOCK + tl.arange(0, BLOCK)
-        own_ok = own < n_tokens
-        # dK, dV of the keys in `own`
-        k = _load_rows(base + width, own, own_ok, token_stride, dims)
-        v = _load_rows(base + 2 * width, own, own_ok, token_stride, dims)
-        grad_k = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
-        grad_v = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
-        for start in range(0, n_tokens, STEP):
-            rows = start + tl.arange(0, STEP)
-            row_ok = rows < n_tokens
-            q = _load_rows(base, rows, row_ok, token_stride, dims)
-            do = _load_rows(grad_out_ptr + out_base, rows, row_ok, width, dims)
-            lse = tl.load(lse_base + rows, mask=row_ok, other=0.0)
-            p = tl.exp2(tl.dot(q, tl.trans(k)) * log2_scale - lse[:, None])
-            p = tl.where(row_ok[:, None] & own_ok[None, :], p, 0.0)  # (STEP, BLOCK)
-            grad_v += tl.dot(tl.trans(p.to(do.dtype)), do)
-            delta = tl.load(delta_base + rows, mask=row_ok, other=0.0)
-            grad_s = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
-            grad_k += tl.dot(tl.trans(grad_s.to(q.dtype)), q)
-        tl.store(grad_base + width + own[:, None] * token_stride + dims[None, :],
-                 (grad_k * scale).to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
-        tl.store(grad_base + 2 * width + own[:, None] * token_stride + dims[None, :],
-                 grad_v.to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
-
-        # dQ of the queries in `own` (new names: Triton loops may not change a variable's shape)
-        q_own = _load_rows(base, own, own_ok, token_stride, dims)
-        do_own = _load_rows(grad_out_ptr + out_base, own, own_ok, width, dims)
-        lse_own = tl.load(lse_base + own, mask=own_ok, other=0.0)
-        delta_own = tl.load(delta_base + own, mask=own_ok, other=0.0)
-        grad_q = tl.zeros((BLOCK, HEAD_DIM), dtype=tl.float32)
-        for start in range(0, n_tokens, STEP):
-            cols = start + tl.arange(0, STEP)
-            col_ok = cols < n_tokens
-            k_step = _load_rows(base + width, cols, col_ok, token_stride, dims)
-            v_step = _load_rows(base + 2 * width, cols, col_ok, token_stride, dims)
-            p_own = tl.exp2(tl.dot(q_own, tl.trans(k_step)) * log2_scale - lse_own[:, None])
-            p_own = tl.where(own_ok[:, None] & col_ok[None, :], p_own, 0.0)  # (BLOCK, STEP)
-            grad_s_own = p_own * (tl.dot(do_own, tl.trans(v_step)) - delta_own[:, None])
-            grad_q += tl.dot(grad_s_own.to(k_step.dtype), k_step)
-        tl.store(grad_base + own[:, None] * token_stride + dims[None, :],
-                 (grad_q * scale).to(grad_qkv_ptr.dtype.element_ty), mask=own_ok[:, None])
 
     @triton.jit
     def _tile_attention_delta_kernel(out_ptr, grad_out_ptr, delta_ptr, n_rows, HEADS: tl.constexpr,
@@ -357,6 +454,12 @@ class Launch(NamedTuple):
     forward_stages: int | None = None  # software-pipelining depth (None: Triton's default)
     backward_stages: int | None = None
     class_split: bool = False  # 1 + 2^k tokens: patches as one tile, the class token as vectors
+    tail: bool = False  # forward in whole blocks unmasked + one narrow remainder (the split backward always is)
+
+
+def tail_size(n_tokens: int, block: int) -> int:
+    """Rows of the remainder block after n_tokens // block whole ones (>= 16, tl.dot's smallest)."""
+    return max(16, triton.next_power_of_2(n_tokens % block)) if n_tokens % block else block
 
 
 def class_split_fits(n_tokens: int) -> bool:
@@ -372,14 +475,16 @@ def launch(n_tokens: int, head_dim: int) -> Launch:
     128 keys (ViT-B/16's 197) a tile of all keys spills registers (forward 458 us vs cuDNN's 175 for
     one B/16 layer at batch 256), so the forward streams keys in blocks of 32 (179 us) and the
     backward uses the split kernel with blocks of 64 and the delta pass (fwd + bwd 785 us, cuDNN
-    with its transposes 887; docs/benchmarks.md section 9). A class token plus 16, 32 or 64 patches
+    with its transposes 887; docs/benchmarks.md section 9). Both run whole blocks unmasked and the
+    remainder as one narrow block (`tail`): 164 and 679 us against 176 and 764 padded to 256 keys
+    (section 14; blocks of 32 or 128, 8 warps and 1-2 stages were slower). A class token plus 16, 32 or 64 patches
     takes the class-split kernels: at 65 tokens (6 heads of 64, batch 512) backward 0.099 ms against
     the padded kernel's 0.175, forward 0.041 against 0.052 (section 11; 8 warps were slower).
     """
     keys = max(16, triton.next_power_of_2(n_tokens))
     if keys <= 128:
         return Launch(min(64, keys), keys, 4, False, min(64, keys), keys, 4, class_split=class_split_fits(n_tokens))
-    return Launch(64, 32, 4, True, 64, 64, 4)
+    return Launch(64, 32, 4, True, 64, 64, 4, tail=True)
 
 
 def _check(qkv: torch.Tensor, num_heads: int) -> tuple[int, int, int]:
@@ -407,8 +512,9 @@ def _forward(qkv: torch.Tensor, num_heads: int, scale: float) -> tuple[torch.Ten
     grid = (triton.cdiv(n_tokens, cfg.block_m), batch * num_heads)
     stages = {} if cfg.forward_stages is None else {"num_stages": cfg.forward_stages}
     _tile_attention_forward_kernel[grid](qkv, out, lse, n_tokens, scale, HEADS=num_heads, HEAD_DIM=head_dim,
-                                         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.warps,
-                                         **stages)
+                                         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, TAIL=cfg.tail,
+                                         TAIL_M=tail_size(n_tokens, cfg.block_m), TAIL_N=tail_size(n_tokens, cfg.block_n),
+                                         num_warps=cfg.warps, **stages)
     return out, lse
 
 
@@ -430,8 +536,10 @@ def _backward(qkv: torch.Tensor, out: torch.Tensor, grad_out: torch.Tensor, lse:
             out, grad_out, delta, n_rows, HEADS=num_heads, HEAD_DIM=head_dim, n_tokens=n_tokens, ROWS=rows)
         grid = (triton.cdiv(n_tokens, cfg.backward_block), batch * num_heads)
         _tile_attention_backward_split_kernel[grid](qkv, grad_out, lse, grad_qkv, delta, n_tokens, scale,
-                                                    HEADS=num_heads, HEAD_DIM=head_dim,
-                                                    BLOCK=cfg.backward_block, STEP=cfg.backward_step,
+                                                    HEADS=num_heads, HEAD_DIM=head_dim, BLOCK=cfg.backward_block,
+                                                    TAIL_BLOCK=tail_size(n_tokens, cfg.backward_block),
+                                                    STEP=cfg.backward_step,
+                                                    TAIL_STEP=tail_size(n_tokens, cfg.backward_step),
                                                     num_warps=cfg.backward_warps, **stages)
     else:
         _tile_attention_backward_kernel[(batch * num_heads,)](qkv, out, grad_out, lse, grad_qkv, n_tokens,
