@@ -158,6 +158,28 @@ def test_tile_attention_at_vit_b16s_197_tokens_matches_sdpa_on_the_gpu():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the compiled kernels need a GPU")
+@pytest.mark.parametrize(("n_tokens", "head_dim"), [(129, 16), (150, 32), (197, 128), (256, 64)])
+def test_long_sequence_kernels_compile_for_every_head_dim_and_match_sdpa_on_the_gpu(n_tokens, head_dim):
+    # whole blocks plus remainders of 1, 22, 5 and none; head_dim 128 is the largest tile the kernels hold
+    import torch.nn.functional as F
+
+    from vitkit.layers.tile_attention import tile_attention
+
+    torch.manual_seed(0)
+    heads = 2
+    qkv = torch.randn(3, n_tokens, 3 * heads * head_dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    grad = torch.randn(3, n_tokens, heads * head_dim, device="cuda", dtype=torch.bfloat16)
+    out = tile_attention(qkv, heads)
+    out.backward(grad)
+    ref_qkv = qkv.detach().float().requires_grad_()
+    q, k, v = ref_qkv.reshape(3, n_tokens, 3, heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+    ref = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(out.shape)
+    ref.backward(grad.float())
+    assert (out.float() - ref).norm() / ref.norm() < 1e-2
+    assert (qkv.grad.float() - ref_qkv.grad).norm() / ref_qkv.grad.norm() < 2e-2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the compiled kernels need a GPU")
 def test_tile_attention_at_65_tokens_takes_the_class_split_kernels_and_matches_sdpa_on_the_gpu():
     # the CIFAR-scale model's grid: 8 x 8 patches + the class token
     from vitkit.layers import tile_attention as ta
