@@ -83,6 +83,7 @@ if triton is not None:
 
     @triton.jit
     def _store_block(ptr, start, n_tokens, stride, dims, value, COUNT: tl.constexpr, MASKED: tl.constexpr):
+        """_load_block's inverse: `value` to COUNT rows from `start`; MASKED: none past n_tokens (inlined)."""
         rows = start + tl.arange(0, COUNT)
         at = ptr + rows[:, None] * stride + dims[None, :]
         value = value.to(ptr.dtype.element_ty)
@@ -211,7 +212,8 @@ if triton is not None:
         keys or queries compute rows that are not stored."""
         token_stride = 3 * width
         log2_scale = scale * 1.4426950408889634
-        whole = n_tokens // STEP * STEP  # (the loops spell it out: Triton 3.6's interpreter makes a local an array)
+        # the loops repeat this bound: under Triton 3.6's interpreter a local is an array that range() refuses
+        whole = n_tokens // STEP * STEP
         k = _load_block(base + width, own, n_tokens, token_stride, dims, OWN, MASKED)
         v = _load_block(base + 2 * width, own, n_tokens, token_stride, dims, OWN, MASKED)
         grad_k = tl.zeros((OWN, HEAD_DIM), dtype=tl.float32)
@@ -477,8 +479,8 @@ def launch(n_tokens: int, head_dim: int) -> Launch:
     backward uses the split kernel with blocks of 64 and the delta pass (fwd + bwd 785 us, cuDNN
     with its transposes 887; docs/benchmarks.md section 9). Both run whole blocks unmasked and the
     remainder as one narrow block (`tail`): 164 and 679 us against 176 and 764 padded to 256 keys
-    (section 14; blocks of 32 or 128, 8 warps and 1-2 stages were slower). A class token plus 16, 32 or 64 patches
-    takes the class-split kernels: at 65 tokens (6 heads of 64, batch 512) backward 0.099 ms against
+    (section 14; blocks of 32 or 128, 8 warps and 1-2 stages were slower). A class token plus 16, 32
+    or 64 patches takes the class-split kernels: at 65 tokens (6 heads of 64, batch 512) backward 0.099 ms against
     the padded kernel's 0.175, forward 0.041 against 0.052 (section 11; 8 warps were slower).
     """
     keys = max(16, triton.next_power_of_2(n_tokens))
