@@ -12,8 +12,8 @@ CIFAR-scale model of the speed issue (65 tokens, 6 heads of 64) at batch 512, Vi
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 
 import torch
 import torch.nn.functional as F
@@ -113,7 +113,10 @@ def main(shapes: list[str], match: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    matches = [args[i + 1] for i, a in enumerate(args) if a == "--match"]
-    names = [a for i, a in enumerate(args) if a != "--match" and (i == 0 or args[i - 1] != "--match")]
-    main(names or list(SHAPES), matches)
+    parser = argparse.ArgumentParser(description="vitkit's attention kernels against SDPA's backends")
+    parser.add_argument("shapes", nargs="*", metavar="SHAPE", help=f"any of {', '.join(SHAPES)} (default: all)")
+    parser.add_argument("--match", action="append", default=[], help="keep candidates whose name contains this")
+    args = parser.parse_intermixed_args()
+    if unknown := set(args.shapes) - set(SHAPES):
+        parser.error(f"unknown shapes {sorted(unknown)}; choose from {', '.join(SHAPES)}")
+    main(args.shapes or list(SHAPES), args.match)

@@ -65,10 +65,9 @@ PARITY = textwrap.dedent("""
     for shape in [(2, 65, 2, 16), (2, 150, 2, 32), (3, 50, 2, 16)]:
         check_qkv_bias_sums(*shape)
     # (batch, tokens, heads, head_dim, dtype): odd token counts exercise the padded rows and columns;
-    # 101 tokens x 16 dims is the speedrun's shape; 197 tokens (ViT-B/16's) take the streamed forward
-    # and the split backward
-    # above 128 tokens the blocks are whole ones plus a narrow remainder: 5 of 16 rows at 197, 1 at 129,
-    # none at 256
+    # 101 tokens x 16 dims is the speedrun's shape; above 128 tokens (ViT-B/16's 197) the streamed
+    # forward and the split backward take whole blocks plus a narrow remainder: 5 of 16 rows at 197, 1 at
+    # 129, none at 256
     for shape in [(2, 17, 2, 16, torch.float32), (2, 101, 3, 16, torch.float16),
                   (1, 65, 2, 64, torch.float32), (1, 197, 1, 32, torch.float32),
                   (1, 197, 2, 64, torch.float16), (1, 129, 1, 16, torch.float32), (1, 256, 1, 16, torch.float32)]:

@@ -77,8 +77,8 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
         raise ValueError("speed option fp8 replaces the linear layers that fused_gelu, bias_grad and "
                          "qkv_bias_sums change: use fp8 without them")
     if options.qkv_bias_sums and options.attention != "tile":
-        raise ValueError("speed option qkv_bias_sums sums qkv's bias gradient inside the tile attention "
-                         "kernel: add tile")
+        raise ValueError("speed option qkv_bias_sums makes qkv's projection and the tile attention kernel "
+                         "one autograd node: add tile")
     if options.fp8 and options.fold_norm:
         raise ValueError("speed option fold_norm feeds qkv and fc1 folded weights, bypassing the "
                          "Float8Linear layers that fp8 puts there: use fp8 without fold_norm")

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.attention import sdpa_kernel
 
 from vitkit.layers import bias_grad, qkv_attention, tile_attention
-from vitkit.layers.norm import LayerNorm, fold_affine
+from vitkit.layers.norm import LayerNorm, folded_parameters
 
 
 class Attention(nn.Module):
@@ -43,8 +43,7 @@ class Attention(nn.Module):
         weights = None
         if (self.tile_kernel and self.qkv_bias_sums and not need_weights
                 and qkv_attention.applies(x, self.head_dim, self.qkv.bias, dropout_p)):
-            weight, bias = ((self.qkv.weight, self.qkv.bias) if affine is None
-                            else fold_affine(affine, self.qkv.weight, self.qkv.bias))
+            weight, bias = folded_parameters(self.qkv, affine)
             out = qkv_attention.qkv_tile_attention(x, weight, bias, self.num_heads, self.scale,
                                                    self.column_sum_bias_grad)
         else:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vitkit.layers import ops
-from vitkit.layers.norm import LayerNorm, fold_affine
+from vitkit.layers.norm import LayerNorm, folded_parameters
 
 
 def _column_sum(x: torch.Tensor) -> torch.Tensor:
@@ -86,5 +86,5 @@ def layer_linear(x: torch.Tensor, layer: nn.Linear, affine: LayerNorm | None = N
     """
     if affine is None and not column_sums:
         return layer(x)
-    weight, bias = (layer.weight, layer.bias) if affine is None else fold_affine(affine, layer.weight, layer.bias)
+    weight, bias = folded_parameters(layer, affine)
     return linear(x, weight, bias) if column_sums else F.linear(x, weight, bias)

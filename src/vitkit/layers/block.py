@@ -8,7 +8,7 @@ from torch import nn
 from vitkit.layers import bias_grad, fused_mlp
 from vitkit.layers.attention import Attention
 from vitkit.layers.linear_gelu import linear_gelu
-from vitkit.layers.norm import LayerNorm, fold_affine
+from vitkit.layers.norm import LayerNorm, folded_parameters
 
 
 class Mlp(nn.Module):
@@ -40,7 +40,7 @@ class Mlp(nn.Module):
         if not self.tanh_gelu:
             hidden = self.act(bias_grad.layer_linear(x, fc1, affine))
         else:
-            w1, b1 = (fc1.weight, fc1.bias) if affine is None else fold_affine(affine, fc1.weight, fc1.bias)
+            w1, b1 = folded_parameters(fc1, affine)
             if self.epilogues and fused_mlp.applies(x) and not (self.training and self.drop.p > 0):
                 # training on CUDA: GELU and its backward inside the matmuls (vitkit.layers.fused_mlp)
                 return fused_mlp.mlp_tanh_gelu(x, w1, b1, self.fc2.weight, self.fc2.bias,

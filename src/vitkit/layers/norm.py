@@ -42,3 +42,8 @@ def fold_affine(norm: nn.LayerNorm, weight: torch.Tensor,
     with torch.autocast(weight.device.type, enabled=False):
         folded_bias = weight @ norm.bias  # (out,)
         return weight * norm.weight, folded_bias if bias is None else bias + folded_bias
+
+
+def folded_parameters(layer: nn.Linear, norm: nn.LayerNorm | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """layer's (weight, bias), with norm's affine folded in (`fold_affine`) when a norm is given."""
+    return (layer.weight, layer.bias) if norm is None else fold_affine(norm, layer.weight, layer.bias)
