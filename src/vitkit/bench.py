@@ -119,6 +119,26 @@ def time_steps(step: Callable[[], object], device: torch.device, warmup: int, it
     return statistics.median(times)
 
 
+def time_graph(step: Callable[[], object], calls: int = 10, warmup: int = 3, repeats: int = 20) -> float:
+    """Median milliseconds per call of `step` (CUDA), `calls` calls captured in one CUDA graph and replayed.
+
+    The figure is the kernels' time without the host's launches, which at small shapes (or for ops
+    reached through ctypes or Triton's launcher) take longer than the kernels. The warm-up calls run
+    outside the capture, on a side stream as capture wants: compilation, autotuning and allocation.
+    """
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(warmup):
+            step()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            step()
+    return time_steps(graph.replay, torch.device("cuda"), warmup=2, iters=1, repeats=repeats) / calls
+
+
 def host_step_ms(step: Callable[[], object], device: torch.device, repeats: int = 5) -> float | None:
     """Median milliseconds the host takes to launch one step onto an idle GPU (None off CUDA).
 
