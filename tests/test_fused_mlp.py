@@ -64,6 +64,15 @@ def test_the_custom_ops_pass_pytorchs_op_checks():
     torch.manual_seed(0)
     torch.library.opcheck(cublaslt.linear_gelu_aux, (torch.randn(6, 4), torch.randn(5, 4), torch.randn(5)))
     torch.library.opcheck(cublaslt.linear_dgelu, (torch.randn(6, 3), torch.randn(3, 5), torch.randn(6, 5)))
+    torch.library.opcheck(cublaslt.linear_residual,
+                          (torch.randn(6, 4), torch.randn(5, 4), torch.randn(5), torch.randn(6, 5)))
+
+
+def test_linear_residual_adds_the_residual_to_the_linear_layer():
+    torch.manual_seed(0)
+    x, weight, bias, residual = torch.randn(6, 4), torch.randn(5, 4), torch.randn(5), torch.randn(6, 5)
+    expected = residual + torch.nn.functional.linear(x, weight, bias)
+    assert torch.allclose(cublaslt.linear_residual(x, weight, bias, residual), expected, atol=1e-6)
 
 
 def test_a_model_on_the_fused_path_matches_the_plain_model_compiled(monkeypatch):
@@ -129,6 +138,12 @@ def test_cublaslt_ops_on_the_gpu_match_the_reference_maths():
     close(pre, ref_pre)
     close(out, ref_out)
     close(cublaslt.linear_dgelu(grad, w2, pre), cublaslt._reference_linear_dgelu(grad, w2, pre))
+    residual = torch.randn(tokens, dim, **bf)
+    fused = cublaslt.linear_residual(out, w2, b1[:dim], residual)
+    close(fused, cublaslt._reference_linear_residual(out, w2, b1[:dim], residual))
+    # one rounding: nearer the fp32 result than the reference's two
+    exact = cublaslt._reference_linear_residual(out.float(), w2.float(), b1[:dim].float(), residual.float())
+    assert ((fused.float() - exact).abs() <= exact.abs() * 2**-8 + 1e-3).all()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

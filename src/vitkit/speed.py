@@ -28,7 +28,7 @@ BACKENDS = {
 
 
 SWITCHES = ("bf16_residual", "patch_matmul", "fused_gelu", "mlp_epilogues", "bias_grad", "fold_norm", "qkv_bias_sums",
-            "fp8")
+            "residual_epilogue", "fp8")
 
 
 @dataclass
@@ -42,6 +42,7 @@ class SpeedOptions:
     bias_grad: bool = False  # training: encoder linears' bias gradients as cuBLAS GEMVs (ones @ grad)
     fold_norm: bool = False  # training: LayerNorm affines folded into qkv/fc1 (no token sums in backward)
     qkv_bias_sums: bool = False  # training with tile: qkv's bias gradient from dq's and dO's sums (k's is 0)
+    residual_epilogue: bool = False  # training: the residual adds inside proj's and fc2's matmuls (cuBLASLt)
     fp8: bool = False  # encoder linears as FP8 matmuls with dynamic scaling (torchao; Hopper or newer)
 
     def to_dict(self) -> dict:
@@ -82,6 +83,9 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
     if options.fp8 and options.fold_norm:
         raise ValueError("speed option fold_norm feeds qkv and fc1 folded weights, bypassing the "
                          "Float8Linear layers that fp8 puts there: use fp8 without fold_norm")
+    if options.residual_epilogue and (options.fp8 or not options.bf16_residual):
+        raise ValueError("speed option residual_epilogue adds into the bf16 residual stream inside bf16 "
+                         "matmuls: add bf16_residual, and use it without fp8")
     if options.attention == "tile":
         check_tile_attention(model)
     for module in model.modules():
@@ -97,6 +101,7 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
                 module.use_tanh_gelu()
         elif isinstance(module, Block):
             module.fold_norm = options.fold_norm
+            module.residual_epilogue = options.residual_epilogue
     if options.fused_gelu:  # part of the function: checkpoints record it, so evaluation computes the same
         model.config = model.config.replace(gelu="tanh")  # a copy: the config may be shared with other models
     model.residual_dtype = torch.bfloat16 if options.bf16_residual else None

@@ -31,14 +31,18 @@ class Attention(nn.Module):
         self.column_sum_bias_grad = False  # speed option bias_grad (vitkit.layers.bias_grad)
         self.qkv_bias_sums = False  # speed option qkv_bias_sums (vitkit.layers.qkv_attention)
 
-    def forward(self, x: torch.Tensor, need_weights: bool = False,
-                affine: LayerNorm | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, need_weights: bool = False, affine: LayerNorm | None = None,
+                residual: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, N, D) -> (B, N, D), plus the (B, heads, N, N) attention weights if asked for.
 
         The weights path computes softmax(q k^T / sqrt(d)) explicitly; the default path never
         materialises it and lets SDPA pick a fused kernel. A test keeps the two equal.
         affine: the LayerNorm whose affine x still lacks (x = affine.normalize(...)), folded into qkv.
+        residual: returns residual + attention(x), the add inside proj's matmul (speed option
+        residual_epilogue; only without proj's dropout, which would come between the two).
         """
+        if residual is not None and self.training and self.proj_drop.p > 0:
+            raise ValueError("attention with dropout after proj cannot add the residual inside proj's matmul")
         dropout_p = self.attn_dropout if self.training else 0.0
         weights = None
         if (self.tile_kernel and self.qkv_bias_sums and not need_weights
@@ -53,6 +57,8 @@ class Attention(nn.Module):
                 out = tile_attention.tile_attention(qkv, self.num_heads, self.scale)  # (B, N, D), no transposes
             else:
                 out, weights = self._attend(qkv, need_weights, dropout_p)
+        if residual is not None:
+            return bias_grad.residual_linear(out, self.proj, residual, self.column_sum_bias_grad), weights
         return self.proj_drop(bias_grad.layer_linear(out, self.proj, column_sums=self.column_sum_bias_grad)), weights
 
     def _attend(self, qkv: torch.Tensor, need_weights: bool,

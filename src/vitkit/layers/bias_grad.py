@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitkit.layers import ops
+from vitkit.layers import cublaslt, ops
 from vitkit.layers.norm import LayerNorm, folded_parameters
 
 
@@ -39,17 +39,23 @@ def bias_gradient(grad: torch.Tensor, column_sums: bool) -> torch.Tensor:
 
 
 class _Linear(torch.autograd.Function):
+    """x W^T + b, plus `residual` inside the matmul's epilogue when one is given."""
+
     @staticmethod
-    def forward(ctx, x, weight, bias):
+    def forward(ctx, x, weight, bias, residual, column_sums: bool):
         ctx.save_for_backward(x, weight)
-        return torch.addmm(bias, x, weight.t())
+        ctx.column_sums, ctx.with_residual = column_sums, residual is not None
+        if residual is None:
+            return torch.addmm(bias, x, weight.t())
+        return cublaslt.linear_residual(x, weight, bias, residual)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
         grad = grad.contiguous()
         grad_x = grad @ weight if ctx.needs_input_grad[0] else None
-        return grad_x, grad.t() @ x, column_sum(grad)
+        grad_residual = grad if ctx.with_residual else None  # the add's gradient is the identity
+        return grad_x, grad.t() @ x, bias_gradient(grad, ctx.column_sums), grad_residual, None
 
 
 def apply_on_rows(function: type[torch.autograd.Function], x: torch.Tensor, tensors: tuple[torch.Tensor, ...],
@@ -73,7 +79,21 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
     """F.linear(x, weight, bias) over the last dimension of x, its bias gradient from `column_sum`."""
     if bias is None or not torch.is_grad_enabled():
         return F.linear(x, weight, bias)
-    return apply_on_rows(_Linear, x, (weight, bias), weight.shape[0])
+    return apply_on_rows(_Linear, x, (weight, bias), weight.shape[0], None, True)
+
+
+def residual_linear(x: torch.Tensor, layer: nn.Linear, residual: torch.Tensor, column_sums: bool = False) -> torch.Tensor:
+    """residual + layer(x), the add inside the matmul (speed option residual_epilogue).
+
+    In a compiled pre-LN block the branch's output would be written, then read back by the kernel that
+    adds it to the residual stream and normalises for the next branch. Here cuBLASLt reads the stream
+    in the matmul's epilogue (beta = 1) and writes the new one, rounding once: one (tokens, width)
+    tensor less through memory per block branch (docs/benchmarks.md section 15). The residual should
+    already be in the matmul's dtype (bf16_residual): under autocast it is cast like x. column_sums:
+    the bias gradient from `column_sum`.
+    """
+    width = layer.out_features
+    return apply_on_rows(_Linear, x, (layer.weight, layer.bias, residual.reshape(-1, width)), width, column_sums)
 
 
 def layer_linear(x: torch.Tensor, layer: nn.Linear, affine: LayerNorm | None = None,

@@ -7,7 +7,7 @@ from torch import nn
 
 from vitkit.layers import bias_grad, fused_mlp
 from vitkit.layers.attention import Attention
-from vitkit.layers.linear_gelu import linear_gelu
+from vitkit.layers.linear_gelu import linear_gelu, matmul_dtype
 from vitkit.layers.norm import LayerNorm, folded_parameters
 
 
@@ -34,18 +34,26 @@ class Mlp(nn.Module):
         self.tanh_gelu = True
         self.act = nn.GELU(approximate="tanh")  # says what forward computes; linear_gelu computes it
 
-    def forward(self, x: torch.Tensor, affine: LayerNorm | None = None) -> torch.Tensor:
-        """affine: the LayerNorm whose affine x still lacks (x = affine.normalize(...)), folded into fc1."""
+    def forward(self, x: torch.Tensor, affine: LayerNorm | None = None,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        """affine: the LayerNorm whose affine x still lacks (x = affine.normalize(...)), folded into fc1.
+        residual: returns residual + MLP(x), the add inside fc2's matmul (speed option residual_epilogue;
+        only without dropout, which would come between the two)."""
+        dropping = self.training and self.drop.p > 0
+        if residual is not None and dropping:
+            raise ValueError("an MLP with dropout cannot add the residual inside fc2's matmul")
         fc1 = self.fc1
         if not self.tanh_gelu:
             hidden = self.act(bias_grad.layer_linear(x, fc1, affine))
         else:
             w1, b1 = folded_parameters(fc1, affine)
-            if self.epilogues and fused_mlp.applies(x) and not (self.training and self.drop.p > 0):
+            if self.epilogues and fused_mlp.applies(x) and not dropping:
                 # training on CUDA: GELU and its backward inside the matmuls (vitkit.layers.fused_mlp)
                 return fused_mlp.mlp_tanh_gelu(x, w1, b1, self.fc2.weight, self.fc2.bias,
-                                               column_sums=self.column_sum_bias_grad)
+                                               column_sums=self.column_sum_bias_grad, residual=residual)
             hidden = linear_gelu(x, w1, b1)
+        if residual is not None:
+            return bias_grad.residual_linear(hidden, self.fc2, residual, self.column_sum_bias_grad)
         out = bias_grad.layer_linear(self.drop(hidden), self.fc2, column_sums=self.column_sum_bias_grad)
         return self.drop(out)
 
@@ -83,15 +91,28 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, mlp_dim, dropout=dropout, gelu=gelu)
         self.drop_path2 = DropPath(drop_path)
         self.fold_norm = False  # speed option fold_norm: the norms' affines inside qkv and fc1 when training
+        self.residual_epilogue = False  # speed option residual_epilogue: the residual adds inside proj and fc2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm1, affine1, norm2, affine2 = self.norm1, None, self.norm2, None
         if self.fold_norm and torch.is_grad_enabled():
             # gamma's and beta's gradients then come from weight-sized tensors, not sums over tokens
             # (vitkit.layers.norm); inference gains nothing from it and keeps the plain path
-            x = x + self.drop_path1(self.attn(self.norm1.normalize(x), affine=self.norm1)[0])
-            return x + self.drop_path2(self.mlp(self.norm2.normalize(x), affine=self.norm2))
-        x = x + self.drop_path1(self.attn(self.norm1(x))[0])
-        return x + self.drop_path2(self.mlp(self.norm2(x)))
+            norm1, affine1, norm2, affine2 = self.norm1.normalize, self.norm1, self.norm2.normalize, self.norm2
+        if self._adds_in_matmuls(x):
+            x = self.attn(norm1(x), affine=affine1, residual=x)[0]
+            return self.mlp(norm2(x), affine=affine2, residual=x)
+        x = x + self.drop_path1(self.attn(norm1(x), affine=affine1)[0])
+        return x + self.drop_path2(self.mlp(norm2(x), affine=affine2))
+
+    def _adds_in_matmuls(self, x: torch.Tensor) -> bool:
+        """Whether the residual adds go inside proj's and fc2's matmuls: the switch is on, training, the
+        stream already in the matmuls' dtype (bf16_residual under autocast; it would be rounded to
+        it otherwise), and nothing random between branch and add (dropout, stochastic depth)."""
+        if not (self.residual_epilogue and torch.is_grad_enabled() and x.dtype == matmul_dtype(x)):
+            return False
+        return not self.training or not any(
+            p > 0 for p in (self.drop_path1.p, self.drop_path2.p, self.attn.proj_drop.p, self.mlp.drop.p))
 
     def forward_with_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Like forward, also returning this block's (B, heads, N, N) attention weights."""

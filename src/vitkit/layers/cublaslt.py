@@ -9,6 +9,8 @@ work inside the matmul, on tiles still in registers:
   one matmul (epilogue GELU_AUX_BIAS). The forward of fc1 + GELU.
 - `linear_dgelu`: (g W) * gelu'(pre) (epilogue DGELU). fc2's input gradient and GELU's backward in
   one matmul.
+- `linear_residual`: residual + x W^T + b (epilogue BIAS, reading the residual as C with beta 1).
+  proj's or fc2's output added to the residual stream without a pass of its own.
 
 cuBLASLt can also sum the bias gradient inside these matmuls (DGELU_BGRAD, BGRADB), but on an H200
 at ViT-B/16's shapes those epilogues are slower than the matmul plus a separate sum (measured in
@@ -44,7 +46,7 @@ _DESC_TRANSA, _DESC_TRANSB, _DESC_EPILOGUE = 3, 4, 7
 _DESC_BIAS_POINTER, _DESC_AUX_POINTER, _DESC_AUX_LD = 8, 11, 12
 _PREF_MAX_WORKSPACE = 1
 _PREF_MIN_ALIGNMENT = (5, 6, 7, 8)  # A, B, C, D
-EPILOGUES = {"gelu_aux_bias": 164, "dgelu": 192}
+EPILOGUES = {"bias": 4, "gelu_aux_bias": 164, "dgelu": 192}
 _WORKSPACE_BYTES = 32 * 1024 * 1024  # the most an algorithm may ask for
 _CANDIDATES = 8  # algorithms the heuristic proposes; the fastest on the first real call is kept
 
@@ -116,7 +118,8 @@ class _Plan:
         self._set(_DESC_TRANSA, ctypes.c_int32(transa))
         self._set(_DESC_TRANSB, ctypes.c_int32(transb))
         self._set(_DESC_EPILOGUE, ctypes.c_uint32(EPILOGUES[epilogue]))
-        self._set(_DESC_AUX_LD, ctypes.c_int64(aux_ld))
+        if aux_ld:
+            self._set(_DESC_AUX_LD, ctypes.c_int64(aux_ld))
         in_type, out_type = _CUDA_TYPE[dtype], _CUDA_TYPE[out_dtype]
         self.a = self._layout(in_type, *((m, k) if transa == _OP_N else (k, m)), lda)
         self.b = self._layout(in_type, *((k, n) if transb == _OP_N else (n, k)), ldb)
@@ -170,10 +173,10 @@ class _Runner:
         self.one, self.zero = ctypes.c_float(1.0), ctypes.c_float(0.0)
 
     def matmul(self, a: torch.Tensor, b: torch.Tensor, d: torch.Tensor, *, m: int, n: int, k: int, transa: int,
-               transb: int, lda: int, ldb: int, ldd: int, epilogue: str, aux: torch.Tensor, aux_ld: int,
-               bias: torch.Tensor | None = None) -> None:
-        """D = epilogue(op(A) op(B)) in cuBLAS's column-major terms (D is m x n)."""
-        aligns = tuple(_alignment(t) for t in (a, b, d, d))
+               transb: int, lda: int, ldb: int, ldd: int, epilogue: str, aux: torch.Tensor | None = None,
+               aux_ld: int = 0, bias: torch.Tensor | None = None, c: torch.Tensor | None = None) -> None:
+        """D = epilogue(op(A) op(B) [+ C]) in cuBLAS's column-major terms (D and C are m x n, same layout)."""
+        aligns = tuple(_alignment(t) for t in (a, b, d if c is None else c, d))
         key = (a.dtype, d.dtype, m, n, k, transa, transb, lda, ldb, ldd, epilogue, aux_ld, aligns)
         with self.lock:
             plan = self.plans.get(key)
@@ -181,30 +184,32 @@ class _Runner:
                 plan = self.plans[key] = _Plan(self.lib, self.handle, key)
             if bias is not None:
                 plan._set(_DESC_BIAS_POINTER, ctypes.c_void_p(bias.data_ptr()))
-            plan._set(_DESC_AUX_POINTER, ctypes.c_void_p(aux.data_ptr()))
+            if aux is not None:
+                plan._set(_DESC_AUX_POINTER, ctypes.c_void_p(aux.data_ptr()))
             stream = torch.cuda.current_stream(d.device)
             if not plan.timed and not torch.cuda.is_current_stream_capturing():
-                plan.result = min(plan.candidates, key=lambda c: self._time(plan, c, a, b, d, stream, epilogue))
+                plan.result = min(plan.candidates, key=lambda r: self._time(plan, r, a, b, c, d, stream, epilogue))
                 plan.timed = True
-            self._launch(plan, plan.result, a, b, d, stream, epilogue)
+            self._launch(plan, plan.result, a, b, c, d, stream, epilogue)
 
-    def _launch(self, plan: _Plan, result: _HeuristicResult, a, b, d, stream, epilogue: str) -> None:
+    def _launch(self, plan: _Plan, result: _HeuristicResult, a, b, c, d, stream, epilogue: str) -> None:
         size = result.workspace_size
         workspace = torch.empty(size, dtype=torch.uint8, device=self.device) if size else None
+        beta, c = (self.zero, d) if c is None else (self.one, c)  # with beta 0 cuBLASLt does not read C
         _check(self.lib.cublasLtMatmul(
             self.handle, plan.desc, ctypes.byref(self.one), ctypes.c_void_p(a.data_ptr()), plan.a,
-            ctypes.c_void_p(b.data_ptr()), plan.b, ctypes.byref(self.zero), ctypes.c_void_p(d.data_ptr()),
+            ctypes.c_void_p(b.data_ptr()), plan.b, ctypes.byref(beta), ctypes.c_void_p(c.data_ptr()),
             plan.d, ctypes.c_void_p(d.data_ptr()), plan.d, ctypes.byref(result.algo),
             ctypes.c_void_p(workspace.data_ptr() if size else None), size,
             ctypes.c_void_p(stream.cuda_stream)), f"Matmul({epilogue})")
 
-    def _time(self, plan: _Plan, result: _HeuristicResult, a, b, d, stream, epilogue: str) -> float:
+    def _time(self, plan: _Plan, result: _HeuristicResult, a, b, c, d, stream, epilogue: str) -> float:
         """Median-of-3 milliseconds of one candidate algorithm on the real operands."""
         times = []
         for _ in range(4):
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record(stream)
-            self._launch(plan, result, a, b, d, stream, epilogue)
+            self._launch(plan, result, a, b, c, d, stream, epilogue)
             end.record(stream)
             end.synchronize()
             times.append(start.elapsed_time(end))
@@ -287,3 +292,28 @@ def _linear_dgelu(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor) -
 
 linear_dgelu = ops.define("linear_dgelu(Tensor grad, Tensor weight, Tensor pre) -> Tensor", _linear_dgelu,
                           lambda grad, weight, pre: grad.new_empty(grad.shape[0], weight.shape[1]))
+
+
+def _reference_linear_residual(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor):
+    return residual + torch.nn.functional.linear(x, weight, bias)
+
+
+def _linear_residual(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                     residual: torch.Tensor) -> torch.Tensor:
+    """x (M, K), weight (N, K), bias (N), residual (M, N) -> residual + x weight^T + bias, (M, N).
+
+    One matmul whose epilogue adds the bias and reads the residual (beta = 1), rounding once.
+    """
+    runner = _fused(x, weight, bias, residual)
+    if runner is None:
+        return _reference_linear_residual(x, weight, bias, residual)
+    (m_tokens, k), n = x.shape, weight.shape[0]
+    out = torch.empty_like(residual)
+    # column-major: out^T (n x M) = W (n x k, stored transposed) @ x^T (k x M) + residual^T
+    runner.matmul(weight, x, out, m=n, n=m_tokens, k=k, transa=_OP_T, transb=_OP_N, lda=k, ldb=k, ldd=n,
+                  epilogue="bias", bias=bias, c=residual)
+    return out
+
+
+linear_residual = ops.define("linear_residual(Tensor x, Tensor weight, Tensor bias, Tensor residual) -> Tensor",
+                             _linear_residual, lambda x, weight, bias, residual: torch.empty_like(residual))

@@ -4,7 +4,7 @@
 inside the matmuls next to them:
 
     forward:  g, pre = gelu(x W1^T + b1), x W1^T + b1      one matmul (GELU_AUX_BIAS)
-              y = g W2^T + b2                              one matmul (bias epilogue)
+              y = g W2^T + b2 [+ residual]                 one matmul (bias epilogue, beta 1 with a residual)
     backward: dW2, db2 = dy^T g, sum(dy)
               dpre = (dy W2) * gelu'(pre)                  one matmul (DGELU)
               db1, dW1, dx = sum(dpre), dpre^T x, dpre W1
@@ -28,11 +28,13 @@ from vitkit.layers.linear_gelu import matmul_dtype
 
 class _TanhGeluMlp(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, w1, b1, w2, b2, column_sums: bool):
+    def forward(ctx, x, w1, b1, w2, b2, residual, column_sums: bool):
         hidden, pre = cublaslt.linear_gelu_aux(x, w1, b1)
         ctx.save_for_backward(x, w1, w2, hidden, pre)
-        ctx.column_sums = column_sums
-        return torch.addmm(b2, hidden, w2.t())
+        ctx.column_sums, ctx.with_residual = column_sums, residual is not None
+        if residual is None:
+            return torch.addmm(b2, hidden, w2.t())
+        return cublaslt.linear_residual(hidden, w2, b2, residual)
 
     @staticmethod
     def backward(ctx, grad):
@@ -41,18 +43,23 @@ class _TanhGeluMlp(torch.autograd.Function):
         grad_pre = cublaslt.linear_dgelu(grad, w2, pre)
         grad_x = grad_pre @ w1 if ctx.needs_input_grad[0] else None
         return (grad_x, grad_pre.t() @ x, bias_gradient(grad_pre, ctx.column_sums), grad.t() @ hidden,
-                bias_gradient(grad, ctx.column_sums), None)
+                bias_gradient(grad, ctx.column_sums), grad if ctx.with_residual else None, None)
 
 
 def mlp_tanh_gelu(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
-                  column_sums: bool = False) -> torch.Tensor:
-    """gelu_tanh(x w1^T + b1) w2^T + b2 over the last dimension of x, trainable, fused where cuBLASLt runs.
+                  column_sums: bool = False, residual: torch.Tensor | None = None) -> torch.Tensor:
+    """gelu_tanh(x w1^T + b1) w2^T + b2 [+ residual] over the last dimension of x, trainable, fused where
+    cuBLASLt runs.
 
     Weights are (out, in) as in nn.Linear; tensors rather than layers, so fc1's may come folded with
     a LayerNorm's affine (speed option fold_norm). column_sums: bias gradients from
-    vitkit.layers.bias_grad's GEMV rather than Inductor's sums.
+    vitkit.layers.bias_grad's GEMV rather than Inductor's sums. residual: added inside fc2's matmul
+    (speed option residual_epilogue; vitkit.layers.bias_grad.residual_linear says why).
     """
-    return apply_on_rows(_TanhGeluMlp, x, (w1, b1, w2, b2), w2.shape[0], column_sums)
+    width = w2.shape[0]
+    if residual is None:
+        return apply_on_rows(_TanhGeluMlp, x, (w1, b1, w2, b2), width, None, column_sums)
+    return apply_on_rows(_TanhGeluMlp, x, (w1, b1, w2, b2, residual.reshape(-1, width)), width, column_sums)
 
 
 def applies(x: torch.Tensor) -> bool:
