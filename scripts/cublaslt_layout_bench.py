@@ -19,18 +19,11 @@ import json
 
 import torch
 
-from vitkit.bench import time_graph
+from vitkit.bench import kernel_names, time_graph
 from vitkit.layers import cublaslt
 from vitkit.layers.linear_gelu import gelu_tanh, gelu_tanh_grad
 
 SHAPES = {"cifar": (512 * 65, 384, 1536), "b16": (256 * 197, 768, 3072)}
-
-
-def kernels(fn) -> list[str]:
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        fn()
-        torch.cuda.synchronize()
-    return sorted({e.name[:90] for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA})
 
 
 def cases(tokens: int, dim: int, hidden: int):
@@ -87,7 +80,7 @@ def main() -> None:
         for name, fn, error in cases(tokens, dim, hidden):
             try:
                 ms = time_graph(fn)
-                row = {"shape": shape, "case": name, "ms": round(ms, 4), "kernels": kernels(fn),
+                row = {"shape": shape, "case": name, "ms": round(ms, 4), "kernels": kernel_names(fn),
                        "max_abs_error": None if error is None else round(error(), 4)}
             except cublaslt.CublasLtError as exc:
                 row = {"shape": shape, "case": name, "error": str(exc)}

@@ -1,6 +1,6 @@
 """The residual add inside the matmul before it (cuBLASLt, beta = 1) against Inductor's add + LayerNorm.
 
-    PYTHONPATH=src python scripts/residual_epilogue_bench.py
+    PYTHONPATH=src python scripts/residual_epilogue_bench.py [--candidates 8]
 
 In a compiled pre-LN block, proj's and fc2's outputs are written, then read back by Inductor's
 kernel that adds them to the residual stream and normalises for the next branch: it reads two
@@ -8,19 +8,21 @@ kernel that adds them to the residual stream and normalises for the next branch:
 the matmul reads one tensor more and writes the new stream, and the LayerNorm reads one and writes
 one: one (tokens, width) tensor less per residual add, if the epilogue's read overlaps the matmul.
 
-Prints one JSON line per (layer, case): ms per call as CUDA-graph replays, forward only (the
-backward of an add is the identity either way).
+Prints one JSON line per (layer, case): ms per call as CUDA-graph replays and the kernels launched,
+forward only (the backward of an add is the identity either way). --candidates: how many of
+cuBLASLt's heuristic algorithms the op times on its first call.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 
 import torch
 import torch.nn.functional as F
 
-from vitkit.bench import time_graph
+from vitkit.bench import kernel_names, time_graph
 from vitkit.layers import cublaslt
 
 LAYERS = {  # tokens, width, fan-in
@@ -44,6 +46,9 @@ def fused_add_then_norm(a, weight, bias, residual):
 
 
 def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--candidates", type=int, default=cublaslt._CANDIDATES)
+    cublaslt._CANDIDATES = p.parse_args().candidates
     bf = {"device": "cuda", "dtype": torch.bfloat16}
     for layer, (tokens, width, fan_in) in LAYERS.items():
         torch.manual_seed(0)
@@ -59,7 +64,8 @@ def main() -> None:
         for name, fn in cases.items():
             call = functools.partial(fn, a, weight, bias, residual)
             out = call()
-            row = {"layer": layer, "case": name, "ms": round(time_graph(call), 4)}
+            row = {"layer": layer, "case": name, "candidates": cublaslt._CANDIDATES, "ms": round(time_graph(call), 4),
+                   "kernels": kernel_names(call)}
             if isinstance(out, tuple):
                 row["max_abs_error"] = [round((o.float() - r).abs().max().item(), 4) for o, r in zip(out, ref)]
             print(json.dumps(row), flush=True)

@@ -139,6 +139,15 @@ def time_graph(step: Callable[[], object], calls: int = 10, warmup: int = 3, rep
     return time_steps(graph.replay, torch.device("cuda"), warmup=2, iters=1, repeats=repeats) / calls
 
 
+def kernel_names(step: Callable[[], object]) -> list[str]:
+    """The CUDA kernels one call of `step` launches (names cut to 90 characters), for micro-benchmarks
+    that want to say which library kernel ran."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    return sorted({e.name[:90] for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA})
+
+
 def host_step_ms(step: Callable[[], object], device: torch.device, repeats: int = 5) -> float | None:
     """Median milliseconds the host takes to launch one step onto an idle GPU (None off CUDA).
 
