@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from vitkit.bench import time_steps
+from vitkit.bench import time_graph
 from vitkit.layers import tile_attention as ta
 
 SHAPES = {  # name: (batch, tokens, heads, head_dim)
@@ -53,15 +53,9 @@ def measure(fn, qkv: torch.Tensor, heads: int, backward: bool, compile: bool) ->
         else:
             with torch.no_grad():
                 compiled(qkv, heads)
-    for _ in range(3):  # compile and allocate outside the graph
-        step()
-    torch.cuda.synchronize()
     # Replayed as a CUDA graph, so that the figure is the kernels' time and not the host's launches, which
     # are longer than the kernels at the small shapes (and the models run them in graphs there).
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
-    return time_steps(graph.replay, torch.device("cuda"), warmup=5, iters=20, repeats=5)
+    return time_graph(step, calls=1, warmup=3, iters=20, repeats=5)
 
 
 def candidates_for(tokens: int) -> dict[str, dict]:

@@ -68,12 +68,6 @@ def test_the_custom_ops_pass_pytorchs_op_checks():
                           (torch.randn(6, 4), torch.randn(5, 4), torch.randn(5), torch.randn(6, 5)))
 
 
-def test_linear_residual_adds_the_residual_to_the_linear_layer():
-    torch.manual_seed(0)
-    x, weight, bias, residual = torch.randn(6, 4), torch.randn(5, 4), torch.randn(5), torch.randn(6, 5)
-    expected = residual + torch.nn.functional.linear(x, weight, bias)
-    assert torch.allclose(cublaslt.linear_residual(x, weight, bias, residual), expected, atol=1e-6)
-
 
 def test_a_model_on_the_fused_path_matches_the_plain_model_compiled(monkeypatch):
     """The path the GPU takes, forced on the CPU: same gradients, through torch.compile."""

@@ -119,8 +119,10 @@ def time_steps(step: Callable[[], object], device: torch.device, warmup: int, it
     return statistics.median(times)
 
 
-def time_graph(step: Callable[[], object], calls: int = 10, warmup: int = 3, repeats: int = 20) -> float:
-    """Median milliseconds per call of `step` (CUDA), `calls` calls captured in one CUDA graph and replayed.
+def time_graph(step: Callable[[], object], calls: int = 10, warmup: int = 3, repeats: int = 20,
+               iters: int = 1) -> float:
+    """Median milliseconds per call of `step` (CUDA), `calls` calls captured in one CUDA graph and replayed
+    (`iters` replays per timed block).
 
     The figure is the kernels' time without the host's launches, which at small shapes (or for ops
     reached through ctypes or Triton's launcher) take longer than the kernels. The warm-up calls run
@@ -136,7 +138,7 @@ def time_graph(step: Callable[[], object], calls: int = 10, warmup: int = 3, rep
     with torch.cuda.graph(graph):
         for _ in range(calls):
             step()
-    return time_steps(graph.replay, torch.device("cuda"), warmup=2, iters=1, repeats=repeats) / calls
+    return time_steps(graph.replay, torch.device("cuda"), warmup=2, iters=iters, repeats=repeats) / calls
 
 
 def kernel_names(step: Callable[[], object]) -> list[str]:
