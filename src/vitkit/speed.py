@@ -28,7 +28,7 @@ BACKENDS = {
 
 
 SWITCHES = ("bf16_residual", "patch_matmul", "fused_gelu", "mlp_epilogues", "bias_grad", "fold_norm", "qkv_bias_sums",
-            "residual_epilogue", "fp8")
+            "residual_epilogue", "dgelu_bias_sum", "fp8")
 
 
 @dataclass
@@ -43,6 +43,7 @@ class SpeedOptions:
     fold_norm: bool = False  # training: LayerNorm affines folded into qkv/fc1 (no token sums in backward)
     qkv_bias_sums: bool = False  # training with tile: qkv's bias gradient from dq's and dO's sums (k's is 0)
     residual_epilogue: bool = False  # training: the residual adds inside proj's and fc2's matmuls (cuBLASLt)
+    dgelu_bias_sum: bool = False  # training: GELU's gradient and fc1's bias gradient in one Triton matmul
     fp8: bool = False  # encoder linears as FP8 matmuls with dynamic scaling (torchao; Hopper or newer)
 
     def to_dict(self) -> dict:
@@ -74,6 +75,8 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
         return model
     if options.mlp_epilogues and not options.fused_gelu:
         raise ValueError("speed option mlp_epilogues fuses the tanh GELU that fused_gelu selects: add fused_gelu")
+    if options.dgelu_bias_sum and not options.mlp_epilogues:
+        raise ValueError("speed option dgelu_bias_sum replaces the DGELU matmul of mlp_epilogues: add mlp_epilogues")
     if options.fp8 and (options.fused_gelu or options.bias_grad or options.qkv_bias_sums):
         raise ValueError("speed option fp8 replaces the linear layers that fused_gelu, bias_grad and "
                          "qkv_bias_sums change: use fp8 without them")
@@ -97,6 +100,7 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
         elif isinstance(module, Mlp):
             module.epilogues = options.mlp_epilogues
             module.column_sum_bias_grad = options.bias_grad
+            module.dgelu_bias_sum = options.dgelu_bias_sum
             if options.fused_gelu:
                 module.use_tanh_gelu()
         elif isinstance(module, Block):

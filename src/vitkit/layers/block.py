@@ -27,6 +27,7 @@ class Mlp(nn.Module):
         self.tanh_gelu = False
         self.epilogues = False  # speed option mlp_epilogues: train through cuBLASLt's GELU epilogues
         self.column_sum_bias_grad = False  # speed option bias_grad (vitkit.layers.bias_grad)
+        self.dgelu_bias_sum = False  # speed option dgelu_bias_sum (vitkit.layers.dgelu_matmul)
         if gelu == "tanh":
             self.use_tanh_gelu()
 
@@ -50,7 +51,8 @@ class Mlp(nn.Module):
             if self.epilogues and fused_mlp.applies(x) and not dropping:
                 # training on CUDA: GELU and its backward inside the matmuls (vitkit.layers.fused_mlp)
                 return fused_mlp.mlp_tanh_gelu(x, w1, b1, self.fc2.weight, self.fc2.bias,
-                                               column_sums=self.column_sum_bias_grad, residual=residual)
+                                               column_sums=self.column_sum_bias_grad, residual=residual,
+                                               dgelu_sums=self.dgelu_bias_sum)
             hidden = linear_gelu(x, w1, b1)
         if residual is not None:
             return bias_grad.residual_linear(hidden, self.fc2, residual, self.column_sum_bias_grad)

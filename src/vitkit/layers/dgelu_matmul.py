@@ -1,0 +1,145 @@
+"""fc2's input gradient through the GELU, with fc1's bias gradient summed on the way (speed option
+`dgelu_bias_sum`): one Triton matmul in place of cuBLASLt's DGELU epilogue plus a separate sum.
+
+In the MLP's backward pass (vitkit.layers.fused_mlp) the gradient at fc1's output is
+
+    grad_pre = (grad W2) * gelu'(pre)      (tokens, hidden)
+    db1 = sum over tokens of grad_pre      (hidden)
+
+cuBLASLt computes the first in one matmul (epilogue DGELU), and then a reduction reads the whole
+(tokens, hidden) result back for db1: 102 MB per layer of the CIFAR-scale model at batch 512, 35 us
+of an H100's 8.2 ms step per layer (docs/benchmarks.md section 16). cuBLASLt's own DGELU_BGRAD
+epilogue does both but runs at a third of the speed (section 10). Here the matmul's epilogue has each
+(128-token, column) tile in registers anyway: it sums the tile's columns and writes one row of fp32
+partial sums per token block. db1 is the sum of those rows (tokens / 128 of them), a read of 1.6 MB.
+The partial rows rather than atomic adds keep the result deterministic.
+
+The matmul is warp-specialised on Hopper (one warp group issues TMA loads, the others run wgmma and
+the epilogue); round 11 found it level with cuBLASLt's DGELU at the CIFAR scale (0.117 against 0.124
+ms on an H200) and slower at ViT-B/16's (section 15), which is why this is a switch of its own.
+
+Summing in fp32 before rounding, db1 is at least as exact as the sum of the rounded grad_pre.
+Off the GPU (or without Triton) the op computes the same maths with plain PyTorch ops.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vitkit.layers import ops
+from vitkit.layers.linear_gelu import gelu_tanh_grad
+
+try:
+    import triton
+    import triton.language as tl
+    from triton.tools.tensor_descriptor import TensorDescriptor
+except ImportError:  # CPU installs without Triton: the reference path is used
+    triton = None
+
+# Tile and launch of the fastest measured configuration (docs/benchmarks.md section 15, round 11's
+# sweep of 96 launches): 128 x 128 tiles whose epilogue runs in two halves of 64 columns.
+BLOCK_M, BLOCK_N, BLOCK_K, STAGES, WARPS = 128, 128, 64, 3, 8
+
+if triton is not None:
+    @triton.jit
+    def _tanh(u, FAST: tl.constexpr):
+        if FAST:  # one MUFU instruction; relative error ~2^-11, below bfloat16's 2^-8
+            return tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=r,r", [u], dtype=tl.float32,
+                                             is_pure=True, pack=1)
+        else:
+            return 2 * tl.sigmoid(2 * u) - 1
+
+    @triton.jit
+    def _dgelu_store(acc, pre_desc, out_desc, sums_ptr, row_block, off_m, off_n, N, HALF: tl.constexpr,
+                     FAST: tl.constexpr):
+        """acc * gelu'(pre) for one (BLOCK_M, HALF) piece: stored, and its column sums as fp32 partials."""
+        h = pre_desc.load([off_m, off_n]).to(tl.float32)
+        t = _tanh(0.7978845608028654 * (h + 0.044715 * h * h * h), FAST)
+        out = acc * (0.5 * (1 + t) + 0.5 * h * (1 - t * t) * 0.7978845608028654 * (1 + 3 * 0.044715 * h * h))
+        out_desc.store([off_m, off_n], out.to(out_desc.dtype))
+        # rows past the tokens contribute 0: TMA reads zeros there, so acc is 0
+        cols = off_n + tl.arange(0, HALF)
+        tl.store(sums_ptr + row_block * N + cols, tl.sum(out, axis=0), mask=cols < N)
+
+    @triton.jit
+    def _dgelu_kernel(a_desc, b_desc, pre_desc, out_desc, sums_ptr, M, N, K, BLOCK_M: tl.constexpr,
+                      BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+                      WARP_SPECIALIZE: tl.constexpr, FAST: tl.constexpr):
+        tiles_m, tiles_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
+        tile = tl.program_id(0)
+        group = GROUP_M * tiles_n  # GROUP_M row blocks share the weight's column blocks in L2
+        first_m = (tile // group) * GROUP_M
+        size_m = min(tiles_m - first_m, GROUP_M)
+        row_block = first_m + (tile % group) % size_m
+        off_m = row_block * BLOCK_M
+        off_n = ((tile % group) // size_m) * BLOCK_N
+        acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+        for k in tl.range(0, tl.cdiv(K, BLOCK_K), warp_specialize=WARP_SPECIALIZE):
+            acc = tl.dot(a_desc.load([off_m, k * BLOCK_K]), b_desc.load([k * BLOCK_K, off_n]), acc)
+        HALF: tl.constexpr = BLOCK_N // 2
+        left, right = tl.split(tl.permute(tl.reshape(acc, (BLOCK_M, 2, HALF)), (0, 2, 1)))
+        _dgelu_store(left, pre_desc, out_desc, sums_ptr, row_block, off_m, off_n, N, HALF, FAST)
+        _dgelu_store(right, pre_desc, out_desc, sums_ptr, row_block, off_m, off_n + HALF, N, HALF, FAST)
+
+
+def _reference(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    wide = torch.promote_types(grad.dtype, torch.float32)  # fp32 maths, fp64 stays fp64
+    grad_pre = (grad.to(wide) @ weight.to(wide)) * gelu_tanh_grad(pre)
+    return grad_pre.to(grad.dtype), grad_pre.sum(0, keepdim=True)
+
+
+def applies(grad: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether the Triton kernel runs: CUDA, 16-bit, rows 16-byte aligned as TMA needs."""
+    return (triton is not None and grad.is_cuda and grad.dtype in (torch.bfloat16, torch.float16)
+            and grad.shape[1] % 8 == 0 and weight.shape[1] % 8 == 0)
+
+
+def launch(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor, *, block_m: int = BLOCK_M,
+           block_n: int = BLOCK_N, block_k: int = BLOCK_K, stages: int = STAGES, warps: int = WARPS,
+           warp_specialize: bool = True, fast_tanh: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kernel with an explicit launch (the op uses the defaults; tests and benchmarks vary them).
+
+    grad (M, N), weight (N, K), pre (M, K), all contiguous -> grad_pre (M, K), partial column sums of
+    grad_pre (cdiv(M, block_m), K) in fp32.
+    """
+    (m_tokens, n), k = grad.shape, weight.shape[1]
+    grad_pre = grad.new_empty(m_tokens, k)
+    sums = grad.new_empty(triton.cdiv(m_tokens, block_m), k, dtype=torch.float32)
+    half = block_n // 2
+    a_desc = TensorDescriptor.from_tensor(grad, [block_m, block_k])
+    b_desc = TensorDescriptor.from_tensor(weight, [block_k, block_n])
+    pre_desc = TensorDescriptor.from_tensor(pre, [block_m, half])
+    out_desc = TensorDescriptor.from_tensor(grad_pre, [block_m, half])
+    grid = (triton.cdiv(m_tokens, block_m) * triton.cdiv(k, block_n),)
+    # matmul dimensions: (M, N) @ (N, K); the kernel calls them M, K (reduced) and N (output columns)
+    _dgelu_kernel[grid](a_desc, b_desc, pre_desc, out_desc, sums, m_tokens, k, n, BLOCK_M=block_m, BLOCK_N=block_n,
+                        BLOCK_K=block_k, GROUP_M=8, WARP_SPECIALIZE=warp_specialize, FAST=fast_tanh,
+                        num_stages=stages, num_warps=warps)
+    return grad_pre, sums
+
+
+def _linear_dgelu_sums(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if not applies(grad, weight):
+        return _reference(grad, weight, pre)
+    return launch(grad.contiguous(), weight.contiguous(), pre.contiguous())
+
+
+def _fake(grad, weight, pre):
+    rows = -(-grad.shape[0] // BLOCK_M) if applies(grad, weight) else 1
+    sums_dtype = torch.promote_types(grad.dtype, torch.float32)
+    return grad.new_empty(grad.shape[0], weight.shape[1]), grad.new_empty(rows, weight.shape[1], dtype=sums_dtype)
+
+
+_op = ops.define("linear_dgelu_sums(Tensor grad, Tensor weight, Tensor pre) -> (Tensor, Tensor)",
+                 _linear_dgelu_sums, _fake)
+
+
+def linear_dgelu_bias_grad(grad: torch.Tensor, weight: torch.Tensor,
+                           pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """grad (M, N), weight (N, K), pre (M, K) -> ((grad weight) * gelu_tanh'(pre), its column sums).
+
+    The gradient at fc1's output and fc1's bias gradient (fp32) in one matmul; the sum of the partial
+    rows is left to the caller's graph, where Inductor fuses it with whatever follows.
+    """
+    grad_pre, partial_sums = _op(grad, weight, pre)
+    return grad_pre, partial_sums.sum(0)

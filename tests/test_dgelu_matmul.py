@@ -1,0 +1,132 @@
+"""Speed option `dgelu_bias_sum`: GELU's gradient and fc1's bias gradient from one Triton matmul.
+
+On CPU the kernel runs under Triton's interpreter (in a subprocess: TRITON_INTERPRET must be set
+before Triton is imported), and the model tests run the op's reference maths through the fused MLP
+node; the GPU tests check the compiled kernel against fp32 maths and the switch against the model
+without it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from conftest import assert_gradients_close, compiled_bf16_twins, tiny
+from torch import nn
+
+from vitkit.layers import dgelu_matmul, fused_mlp
+from vitkit.speed import SpeedOptions, configure
+from vitkit.variants import create_model
+
+needs_triton = pytest.mark.skipif(dgelu_matmul.triton is None, reason="needs Triton")
+
+# fp32 (the interpreter's tensor descriptors do not take bfloat16); token counts that leave a partial
+# block, output widths that leave a partial column block, both loop forms
+INTERPRETED = textwrap.dedent("""
+    import torch
+    from vitkit.layers import dgelu_matmul
+    torch.manual_seed(0)
+    for tokens, width, hidden, block_n in [(300, 64, 256, 64), (130, 48, 192, 128)]:
+        grad, pre = torch.randn(tokens, width), torch.randn(tokens, hidden)
+        weight = torch.randn(width, hidden) / width**0.5
+        want = (grad.double() @ weight.double()) * dgelu_matmul.gelu_tanh_grad(pre.double())
+        for ws in (False, True):
+            grad_pre, sums = dgelu_matmul.launch(grad, weight, pre, block_m=64, block_n=block_n, block_k=32,
+                                                 stages=2, warps=4, warp_specialize=ws, fast_tanh=False)
+            assert sums.shape == (-(-tokens // 64), hidden) and sums.dtype == torch.float32
+            assert torch.allclose(grad_pre.double(), want, atol=1e-5), (grad_pre.double() - want).abs().max()
+            for block, row in enumerate(sums):  # each row: one block of 64 tokens
+                assert torch.allclose(row.double(), want[64 * block:64 * (block + 1)].sum(0), atol=1e-4), block
+    print("kernel ok")
+""")
+
+
+@needs_triton
+def test_the_kernel_matches_fp64_maths_in_the_triton_interpreter():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    result = subprocess.run([sys.executable, "-c", INTERPRETED], check=False, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "kernel ok" in result.stdout
+
+
+def test_the_op_off_the_gpu_is_the_reference_maths_and_passes_pytorchs_op_checks():
+    torch.manual_seed(0)
+    grad, weight, pre = torch.randn(6, 3), torch.randn(3, 5), torch.randn(6, 5)
+    grad_pre, bias = dgelu_matmul.linear_dgelu_bias_grad(grad, weight, pre)
+    want = (grad @ weight) * dgelu_matmul.gelu_tanh_grad(pre)
+    assert torch.allclose(grad_pre, want, atol=1e-6) and torch.allclose(bias, want.sum(0), atol=1e-6)
+    torch.library.opcheck(dgelu_matmul._op, (grad, weight, pre))
+
+
+def test_a_model_with_the_switch_has_the_plain_models_gradients_through_torch_compile(monkeypatch):
+    """The fused MLP node forced on the CPU (its ops on their reference maths), in fp64."""
+    torch.manual_seed(0)
+    plain = create_model("vit_ti16", img_size=16, patch_size=8, depth=1, num_classes=3).double()
+    nn.init.normal_(plain.head.weight, std=0.2)
+    fused = create_model("vit_ti16", img_size=16, patch_size=8, depth=1, num_classes=3).double()
+    fused.load_state_dict(plain.state_dict())
+    configure(plain, SpeedOptions.parse("fused_gelu"))
+    configure(fused, SpeedOptions.parse("fused_gelu,mlp_epilogues,dgelu_bias_sum"))
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    plain(x).square().sum().backward()
+    calls = []
+    reference = dgelu_matmul._reference
+    monkeypatch.setattr(fused_mlp, "applies", lambda x: True)
+    monkeypatch.setattr(dgelu_matmul, "_reference", lambda *args: calls.append(1) or reference(*args))
+    torch.compile(fused, backend="aot_eager", fullgraph=True)(x).square().sum().backward()
+    assert calls  # the backward took the op
+    for (name, a), b in zip(plain.named_parameters(), fused.parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-10), name
+
+
+def test_the_switch_needs_mlp_epilogues():
+    with pytest.raises(ValueError, match="add mlp_epilogues"):
+        configure(tiny(), SpeedOptions.parse("fused_gelu,dgelu_bias_sum"))
+    model = configure(tiny(), SpeedOptions.parse("fused_gelu,mlp_epilogues,dgelu_bias_sum"))
+    assert all(block.mlp.dgelu_bias_sum for block in model.blocks)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("tokens,width,hidden", [(33_280, 384, 1536), (394, 192, 768), (1000, 64, 200)])
+def test_the_kernel_on_the_gpu_matches_fp32_maths(tokens, width, hidden):
+    torch.manual_seed(0)
+    bf = {"device": "cuda", "dtype": torch.bfloat16}
+    grad, pre = torch.randn(tokens, width, **bf), torch.randn(tokens, hidden, **bf)
+    weight = torch.randn(width, hidden, **bf) / width**0.5
+    assert dgelu_matmul.applies(grad, weight)
+    grad_pre, bias = dgelu_matmul.linear_dgelu_bias_grad(grad, weight, pre)
+    want = (grad.float() @ weight.float()) * dgelu_matmul.gelu_tanh_grad(pre)
+    assert grad_pre.dtype == torch.bfloat16 and bias.dtype == torch.float32
+    assert ((grad_pre.float() - want).abs() <= want.abs() * 2**-7 + 1e-2).all()  # a rounding + the fast tanh
+    assert (bias - want.sum(0)).norm() <= 1e-3 * want.sum(0).norm()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_training_with_the_switch_on_the_gpu_matches_the_model_without_it():
+    speed = "patch_matmul,fused_gelu,mlp_epilogues,fold_norm,tile,qkv_bias_sums,residual_epilogue"
+    reference, fused = compiled_bf16_twins(f"{speed},dgelu_bias_sum", reference_speed=speed, img_size=32,
+                                           patch_size=4, embed_dim=192, depth=2, num_heads=3, num_classes=10)
+    assert_gradients_close(reference, fused)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_the_switch_runs_in_cuda_graphs():
+    model = create_model("vit_ti16", img_size=32, patch_size=4, embed_dim=192, depth=2, num_heads=3,
+                         num_classes=10).cuda()
+    configure(model, SpeedOptions.parse("bf16_residual,fused_gelu,mlp_epilogues,dgelu_bias_sum,tile"))
+    torch._dynamo.reset()
+    compiled = torch.compile(model, mode="reduce-overhead")
+    x = torch.randn(16, 3, 32, 32, device="cuda")
+    grads = []
+    for _ in range(3):
+        model.zero_grad(set_to_none=True)
+        torch.compiler.cudagraph_mark_step_begin()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            compiled(x).float().square().mean().backward()
+        grads.append(model.blocks[0].mlp.fc1.bias.grad.clone())
+    assert torch.equal(grads[1], grads[2]) and grads[2].abs().sum() > 0  # replays are deterministic
