@@ -9,7 +9,8 @@ fused element-wise, other), for vitkit and timm side by side, compiled, bf16 aut
 Prints one JSON line per implementation: wall ms per step (CUDA events), summed kernel ms per step
 and per category (the gap between the two is time the GPU waited for the host), and the top kernels
 with their launches per step. `--host-top N` also lists the host's N busiest operations, for a step
-bound by the host (docs/benchmarks.md section 12).
+bound by the host (docs/benchmarks.md section 12). `--launchers REGEX` says which host operations
+launch the kernels whose names match (e.g. 'Memset': who zeroes memory inside the step).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def profile_impl(impl: str, speed: str, args: argparse.Namespace, overrides: dic
     y = torch.randint(0, config.num_classes, (args.batch,), device="cuda")
     step = make_step(runner, args.mode, x, y, torch.bfloat16)
     wall = time_steps(step, torch.device("cuda"), warmup=8, iters=10, repeats=3)
-    activities = [ProfilerActivity.CUDA] + ([ProfilerActivity.CPU] if args.host_top else [])
+    activities = [ProfilerActivity.CUDA] + ([ProfilerActivity.CPU] if args.host_top or args.launchers else [])
     with profile(activities=activities) as prof:
         for _ in range(args.steps):
             step()
@@ -66,6 +67,8 @@ def profile_impl(impl: str, speed: str, args: argparse.Namespace, overrides: dic
         by_cat[category(name)] = by_cat.get(category(name), 0.0) + ms
     top = sorted(kernels.items(), key=lambda kv: -kv[1])[:args.top]
     host = {"host_top": host_ops(prof, args.steps, args.host_top)} if args.host_top else {}
+    if args.launchers:
+        host["launchers"] = launchers(prof, args.steps, re.compile(args.launchers))
     return {**host, "impl": f"{impl}[{speed}]" if speed else impl, "model": args.model, "batch": args.batch,
             "mode": args.mode, "wall_ms": round(wall, 3), "kernel_ms": round(sum(kernels.values()), 3),
             "by_category_ms": {k: round(v, 3) for k, v in sorted(by_cat.items(), key=lambda kv: -kv[1])},
@@ -86,6 +89,22 @@ def host_ops(prof, steps: int, top: int) -> list[tuple[str, float, int]]:
     return [(name, round(ms, 3), calls) for name, ms, calls in sorted(ops, key=lambda op: -op[1])[:top]]
 
 
+def launchers(prof, steps: int, pattern: re.Pattern) -> list[tuple[str, int]]:
+    """(host operation < its callers, launches per step) of the kernels whose names match, most first."""
+    counts: dict[str, int] = {}
+    for evt in prof.events():
+        matching = [k for k in evt.kernels if pattern.search(k.name)]
+        if not matching:
+            continue
+        chain, parent = [evt.name], evt.cpu_parent
+        while parent is not None and len(chain) < 4:
+            chain.append(parent.name)
+            parent = parent.cpu_parent
+        key = " < ".join(name[:60] for name in chain)
+        counts[key] = counts.get(key, 0) + len(matching)
+    return [(key, n // steps) for key, n in sorted(counts.items(), key=lambda kv: -kv[1])]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", default="vit_b16")
@@ -101,6 +120,8 @@ def main() -> None:
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--host-top", type=int, default=0,
                    help="also profile the host and list its N busiest operations (where a host-bound step goes)")
+    p.add_argument("--launchers", default="", metavar="REGEX",
+                   help="also say which host operations launch the kernels whose names match")
     args = p.parse_args()
     overrides = {"depth": args.depth} if args.depth else {}
     for item in args.set:

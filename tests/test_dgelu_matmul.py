@@ -118,6 +118,7 @@ def test_training_with_the_switch_on_the_gpu_matches_the_model_without_it():
 def test_the_switch_runs_in_cuda_graphs():
     model = create_model("vit_ti16", img_size=32, patch_size=4, embed_dim=192, depth=2, num_heads=3,
                          num_classes=10).cuda()
+    nn.init.normal_(model.head.weight, std=0.2)  # the zero-initialised head would zero every gradient
     configure(model, SpeedOptions.parse("bf16_residual,fused_gelu,mlp_epilogues,dgelu_bias_sum,tile"))
     torch._dynamo.reset()
     compiled = torch.compile(model, mode="reduce-overhead")

@@ -62,7 +62,7 @@ if triton is not None:
         tl.store(sums_ptr + row_block * N + cols, tl.sum(out, axis=0), mask=cols < N)
 
     @triton.jit
-    def _dgelu_kernel(a_desc, b_desc, pre_desc, out_desc, sums_ptr, M, N, K, BLOCK_M: tl.constexpr,
+    def _dgelu_kernel(a_desc, b_desc, pre_desc, out_desc, sums_ptr, M, N, K: tl.constexpr, BLOCK_M: tl.constexpr,
                       BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
                       WARP_SPECIALIZE: tl.constexpr, FAST: tl.constexpr):
         tiles_m, tiles_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
@@ -74,8 +74,9 @@ if triton is not None:
         off_m = row_block * BLOCK_M
         off_n = ((tile % group) // size_m) * BLOCK_N
         acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-        for k in tl.range(0, tl.cdiv(K, BLOCK_K), warp_specialize=WARP_SPECIALIZE):
-            acc = tl.dot(a_desc.load([off_m, k * BLOCK_K]), b_desc.load([k * BLOCK_K, off_n]), acc)
+        # K (the model's width) is a constant: Triton 3.6's interpreter refuses a run-time bound in range()
+        for k in tl.range(0, K, BLOCK_K, warp_specialize=WARP_SPECIALIZE):
+            acc = tl.dot(a_desc.load([off_m, k]), b_desc.load([k, off_n]), acc)
         HALF: tl.constexpr = BLOCK_N // 2
         left, right = tl.split(tl.permute(tl.reshape(acc, (BLOCK_M, 2, HALF)), (0, 2, 1)))
         _dgelu_store(left, pre_desc, out_desc, sums_ptr, row_block, off_m, off_n, N, HALF, FAST)
