@@ -37,10 +37,10 @@ INTERPRETED = textwrap.dedent("""
         for ws in (False, True):
             grad_pre, sums = dgelu_matmul.launch(grad, weight, pre, block_m=64, block_n=block_n, block_k=32,
                                                  stages=2, warps=4, warp_specialize=ws, fast_tanh=False)
-            assert sums.shape == (-(-tokens // 64), hidden) and sums.dtype == torch.float32
+            assert sums.shape == (hidden, -(-tokens // 64)) and sums.dtype == torch.float32
             assert torch.allclose(grad_pre.double(), want, atol=1e-5), (grad_pre.double() - want).abs().max()
-            for block, row in enumerate(sums):  # each row: one block of 64 tokens
-                assert torch.allclose(row.double(), want[64 * block:64 * (block + 1)].sum(0), atol=1e-4), block
+            for block, column in enumerate(sums.t()):  # each column: one block of 64 tokens
+                assert torch.allclose(column.double(), want[64 * block:64 * (block + 1)].sum(0), atol=1e-4), block
     print("kernel ok")
 """)
 

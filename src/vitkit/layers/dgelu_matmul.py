@@ -10,8 +10,8 @@ cuBLASLt computes the first in one matmul (epilogue DGELU), and then a reduction
 (tokens, hidden) result back for db1: 102 MB per layer of the CIFAR-scale model at batch 512, 35 us
 of an H100's 8.2 ms step per layer (docs/benchmarks.md section 16). cuBLASLt's own DGELU_BGRAD
 epilogue does both but runs at a third of the speed (section 10). Here the matmul's epilogue has each
-(128-token, column) tile in registers anyway: it sums the tile's columns and writes one row of fp32
-partial sums per token block. db1 is the sum of those rows (tokens / 128 of them), a read of 1.6 MB.
+(128-token, column) tile in registers anyway: it sums the tile's columns and writes one fp32 partial
+sum per column and token block. db1 is the sum of those (tokens / 128 per column), a read of 1.6 MB.
 The partial rows rather than atomic adds keep the result deterministic.
 
 The matmul is warp-specialised on Hopper (one warp group issues TMA loads, the others run wgmma and
@@ -50,16 +50,17 @@ if triton is not None:
             return 2 * tl.sigmoid(2 * u) - 1
 
     @triton.jit
-    def _dgelu_store(acc, pre_desc, out_desc, sums_ptr, row_block, off_m, off_n, N, HALF: tl.constexpr,
-                     FAST: tl.constexpr):
+    def _dgelu_store(acc, pre_desc, out_desc, sums_ptr, row_block, row_blocks, off_m, off_n, N,
+                     HALF: tl.constexpr, FAST: tl.constexpr):
         """acc * gelu'(pre) for one (BLOCK_M, HALF) piece: stored, and its column sums as fp32 partials."""
         h = pre_desc.load([off_m, off_n]).to(tl.float32)
         t = _tanh(0.7978845608028654 * (h + 0.044715 * h * h * h), FAST)
         out = acc * (0.5 * (1 + t) + 0.5 * h * (1 - t * t) * 0.7978845608028654 * (1 + 3 * 0.044715 * h * h))
         out_desc.store([off_m, off_n], out.to(out_desc.dtype))
-        # rows past the tokens contribute 0: TMA reads zeros there, so acc is 0
+        # rows past the tokens contribute 0: TMA reads zeros there, so acc is 0. The partials are stored
+        # transposed, (columns, row blocks), so that their sum is one pass over contiguous rows
         cols = off_n + tl.arange(0, HALF)
-        tl.store(sums_ptr + row_block * N + cols, tl.sum(out, axis=0), mask=cols < N)
+        tl.store(sums_ptr + cols * row_blocks + row_block, tl.sum(out, axis=0), mask=cols < N)
 
     @triton.jit
     def _dgelu_kernel(a_desc, b_desc, pre_desc, out_desc, sums_ptr, M, N, K: tl.constexpr, BLOCK_M: tl.constexpr,
@@ -79,14 +80,14 @@ if triton is not None:
             acc = tl.dot(a_desc.load([off_m, k]), b_desc.load([k, off_n]), acc)
         HALF: tl.constexpr = BLOCK_N // 2
         left, right = tl.split(tl.permute(tl.reshape(acc, (BLOCK_M, 2, HALF)), (0, 2, 1)))
-        _dgelu_store(left, pre_desc, out_desc, sums_ptr, row_block, off_m, off_n, N, HALF, FAST)
-        _dgelu_store(right, pre_desc, out_desc, sums_ptr, row_block, off_m, off_n + HALF, N, HALF, FAST)
+        _dgelu_store(left, pre_desc, out_desc, sums_ptr, row_block, tiles_m, off_m, off_n, N, HALF, FAST)
+        _dgelu_store(right, pre_desc, out_desc, sums_ptr, row_block, tiles_m, off_m, off_n + HALF, N, HALF, FAST)
 
 
 def _reference(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     wide = torch.promote_types(grad.dtype, torch.float32)  # fp32 maths, fp64 stays fp64
     grad_pre = (grad.to(wide) @ weight.to(wide)) * gelu_tanh_grad(pre)
-    return grad_pre.to(grad.dtype), grad_pre.sum(0, keepdim=True)
+    return grad_pre.to(grad.dtype), grad_pre.sum(0)[:, None]
 
 
 def applies(grad: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -100,12 +101,12 @@ def launch(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor, *, block
            warp_specialize: bool = True, fast_tanh: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The kernel with an explicit launch (the op uses the defaults; tests and benchmarks vary them).
 
-    grad (M, N), weight (N, K), pre (M, K), all contiguous -> grad_pre (M, K), partial column sums of
-    grad_pre (cdiv(M, block_m), K) in fp32.
+    grad (M, N), weight (N, K), pre (M, K), all contiguous -> grad_pre (M, K), and the column sums of
+    grad_pre over each block of block_m rows, fp32, (K, cdiv(M, block_m)).
     """
     (m_tokens, n), k = grad.shape, weight.shape[1]
     grad_pre = grad.new_empty(m_tokens, k)
-    sums = grad.new_empty(triton.cdiv(m_tokens, block_m), k, dtype=torch.float32)
+    sums = grad.new_empty(k, triton.cdiv(m_tokens, block_m), dtype=torch.float32)
     half = block_n // 2
     a_desc = TensorDescriptor.from_tensor(grad, [block_m, block_k])
     b_desc = TensorDescriptor.from_tensor(weight, [block_k, block_n])
@@ -128,7 +129,7 @@ def _linear_dgelu_sums(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tens
 def _fake(grad, weight, pre):
     rows = -(-grad.shape[0] // BLOCK_M) if applies(grad, weight) else 1
     sums_dtype = torch.promote_types(grad.dtype, torch.float32)
-    return grad.new_empty(grad.shape[0], weight.shape[1]), grad.new_empty(rows, weight.shape[1], dtype=sums_dtype)
+    return grad.new_empty(grad.shape[0], weight.shape[1]), grad.new_empty(weight.shape[1], rows, dtype=sums_dtype)
 
 
 _op = ops.define("linear_dgelu_sums(Tensor grad, Tensor weight, Tensor pre) -> (Tensor, Tensor)",
@@ -143,4 +144,4 @@ def linear_dgelu_bias_grad(grad: torch.Tensor, weight: torch.Tensor,
     rows is left to the caller's graph, where Inductor fuses it with whatever follows.
     """
     grad_pre, partial_sums = _op(grad, weight, pre)
-    return grad_pre, partial_sums.sum(0)
+    return grad_pre, partial_sums.sum(1)

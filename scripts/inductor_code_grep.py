@@ -1,0 +1,34 @@
+"""Print the lines of Inductor's generated code for one compiled training step of a small vitkit model
+that call back into ATen (what Inductor did not generate itself), with a little context. A diagnostic.
+
+    TORCH_LOGS=output_code PYTHONPATH=src python scripts/inductor_code_grep.py --speed ... 2>&1 | grep ...
+
+Run with TORCH_LOGS=output_code; this script only builds and runs the step (CUDA, bf16 autocast).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from vitkit.speed import SpeedOptions, configure
+from vitkit.variants import create_model
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--speed", default="")
+    p.add_argument("--depth", type=int, default=1)
+    args = p.parse_args()
+    model = create_model("vit_s4", img_size=32, depth=args.depth, num_classes=10).cuda()
+    configure(model, SpeedOptions.parse(args.speed))
+    x = torch.randn(512, 3, 32, 32, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = torch.compile(model)(x).float().logsumexp(-1).mean()
+    loss.backward()
+    torch.cuda.synchronize()
+
+
+if __name__ == "__main__":
+    main()
