@@ -5,9 +5,10 @@ algorithm costs instead. A measurement.
 
 The CIFAR-scale training step launches 64 memsets (docs/benchmarks.md section 16); in a CUDA graph
 each is a node of ~0.8 us plus the gap before the next kernel. cuBLASLt issues them for algorithms
-that keep state in their workspace. With no workspace allowed (the op's preference), the heuristic
-proposes only algorithms that need none. Prints one JSON line per (workspace, layer): ms per call as
-CUDA-graph replays, and the kernels one call launches, memsets counted.
+that keep state in their workspace. With no workspace allowed, the heuristic proposes only algorithms
+that need none. Prints one JSON line per (workspace, layer): ms per call as
+CUDA-graph replays, and the kernels one call launches, memsets counted. Three ways to ask the heuristic:
+within 32 MiB of workspace (round 11), within none, and both lists timed together (the op since round 12).
 """
 
 from __future__ import annotations
@@ -47,13 +48,14 @@ def layers(tokens: int, width: int, hidden: int) -> dict:
 
 
 def main() -> None:
-    for workspace in (cublaslt._WORKSPACE_BYTES, 0):
-        cublaslt._WORKSPACE_BYTES = workspace
+    full = cublaslt._WORKSPACE_BYTES
+    for limits in ((full,), (0,), (full, 0)):  # round 11's choice, none, both (the op's default since round 12)
+        cublaslt._WORKSPACE_LIMITS = limits
         cublaslt._runners.clear()  # plans (and their algorithm choice) are made again
         for shape, dims in SHAPES.items():
             torch.manual_seed(0)
             for layer, fn in layers(*dims).items():
-                row = {"workspace_mib": workspace >> 20, "shape": shape, "layer": layer}
+                row = {"workspace_mib": [limit >> 20 for limit in limits], "shape": shape, "layer": layer}
                 try:
                     row["ms"] = round(time_graph(fn), 4)
                     row["kernels"] = kernel_counts(fn)

@@ -49,15 +49,16 @@ def triton_with_sums(grad, weight, pre, **launch):
 
 
 def variants() -> list[dict]:
-    """Launches around the default one: tile shape, warps, warp specialisation (which does not compile
-    with 4 warps in Triton 3.6), and the exact tanh. Three pipeline stages throughout: four were slower
-    everywhere in round 12's first sweep."""
-    default = (dgelu_matmul.BLOCK_M, dgelu_matmul.BLOCK_N, dgelu_matmul.WARPS, True)
-    rows = [{}]
+    """The op's launches (dgelu_matmul.LAUNCHES), then others around them: tile shape, warps, warp
+    specialisation (which does not compile with 4 warps in Triton 3.6), the exact tanh. Three pipeline
+    stages throughout: four were slower everywhere in round 12's first sweep."""
+    rows = list(dgelu_matmul.LAUNCHES)
     for block_m, block_n, warps, ws in itertools.product((64, 128), (64, 128, 256), (4, 8), (True, False)):
-        if (block_m, block_n, warps, ws) != default and not (warps == 4 and ws) and not (block_m == 64 and warps == 8):
-            rows.append({"block_m": block_m, "block_n": block_n, "warps": warps, "warp_specialize": ws})
-    return rows + [{"fast_tanh": False}]
+        config = {"block_m": block_m, "block_n": block_n, "warps": warps, "warp_specialize": ws}
+        if not (warps == 4 and ws) and not (block_m == 64 and warps == 8) and (
+                {k: v for k, v in config.items() if k != "block_m"} not in rows or block_m != 128):
+            rows.append(config)
+    return rows + [{**dgelu_matmul.LAUNCHES[0], "fast_tanh": False}]
 
 
 def main() -> None:
@@ -75,9 +76,11 @@ def main() -> None:
         cases = {"cublaslt dgelu": functools.partial(cublaslt.linear_dgelu, grad, weight, pre),
                  "cublaslt dgelu + inductor sum": functools.partial(cublaslt_then_inductor_sum, grad, weight, pre),
                  "cublaslt dgelu + gemv": functools.partial(cublaslt_then_gemv, grad, weight, pre)}
-        for launch in variants() if args.sweep else [{}]:
-            name = "triton dgelu + partial sums" + (f" {launch}" if launch else "")
-            cases[name] = functools.partial(triton_with_sums, grad, weight, pre, **launch)
+        cases["triton dgelu + partial sums (the op)"] = functools.partial(dgelu_matmul.linear_dgelu_bias_grad, grad,
+                                                                          weight, pre)
+        for launch in variants() if args.sweep else dgelu_matmul.LAUNCHES:
+            cases[f"triton dgelu + partial sums {launch}"] = functools.partial(triton_with_sums, grad, weight, pre,
+                                                                               **launch)
         for name, fn in cases.items():
             row = {"shape": shape, "case": name}
             try:
@@ -87,7 +90,7 @@ def main() -> None:
                 if bias is not None:
                     row["bias_rel_err"] = round(((bias.float() - want.sum(0)).norm() / want.sum(0).norm()).item(), 5)
                 row["ms"] = round(time_graph(fn), 4)
-                if "{" not in name:  # the default launches: which kernels ran
+                if "{" not in name:  # not a launch variant: which kernels ran
                     row["kernels"] = kernel_names(fn)
             except Exception as e:  # noqa: BLE001 -- a launch that does not compile is a result too
                 row["error"] = f"{type(e).__name__}: {str(e)[:200]}"

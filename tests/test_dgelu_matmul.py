@@ -99,11 +99,14 @@ def test_the_kernel_on_the_gpu_matches_fp32_maths(tokens, width, hidden):
     grad, pre = torch.randn(tokens, width, **bf), torch.randn(tokens, hidden, **bf)
     weight = torch.randn(width, hidden, **bf) / width**0.5
     assert dgelu_matmul.applies(grad, weight)
-    grad_pre, bias = dgelu_matmul.linear_dgelu_bias_grad(grad, weight, pre)
     want = (grad.float() @ weight.float()) * dgelu_matmul.gelu_tanh_grad(pre)
-    assert grad_pre.dtype == torch.bfloat16 and bias.dtype == torch.float32
-    assert ((grad_pre.float() - want).abs() <= want.abs() * 2**-7 + 1e-2).all()  # a rounding + the fast tanh
-    assert (bias - want.sum(0)).norm() <= 1e-3 * want.sum(0).norm()
+    results = [dgelu_matmul.linear_dgelu_bias_grad(grad, weight, pre)]  # the op, on the launch it picked
+    results += [(g, sums.sum(1)) for g, sums in (dgelu_matmul.launch(grad, weight, pre, **config)
+                                                 for config in dgelu_matmul.LAUNCHES)]
+    for grad_pre, bias in results:
+        assert grad_pre.dtype == torch.bfloat16 and bias.dtype == torch.float32
+        assert ((grad_pre.float() - want).abs() <= want.abs() * 2**-7 + 1e-2).all()  # a rounding + the fast tanh
+        assert (bias - want.sum(0)).norm() <= 1e-3 * want.sum(0).norm()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
