@@ -8,7 +8,7 @@ each is a node of ~0.8 us plus the gap before the next kernel. cuBLASLt issues t
 that keep state in their workspace. With no workspace allowed, the heuristic proposes only algorithms
 that need none. Prints one JSON line per (workspace, layer): ms per call as
 CUDA-graph replays, and the kernels one call launches, memsets counted. Three ways to ask the heuristic:
-within 32 MiB of workspace (round 11), within none, and both lists timed together (the op since round 12).
+within 32 MiB of workspace (the op's), within none, and both lists timed together.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def layers(tokens: int, width: int, hidden: int) -> dict:
 
 def main() -> None:
     full = cublaslt._WORKSPACE_BYTES
-    for limits in ((full,), (0,), (full, 0)):  # round 11's choice, none, both (the op's default since round 12)
+    for limits in ((full,), (0,), (full, 0)):  # the op's choice, none, both timed together
         cublaslt._WORKSPACE_LIMITS = limits
         cublaslt._runners.clear()  # plans (and their algorithm choice) are made again
         for shape, dims in SHAPES.items():

@@ -48,7 +48,10 @@ _PREF_MAX_WORKSPACE = 1
 _PREF_MIN_ALIGNMENT = (5, 6, 7, 8)  # A, B, C, D
 EPILOGUES = {"bias": 4, "gelu_aux_bias": 164, "dgelu": 192}
 _WORKSPACE_BYTES = 32 * 1024 * 1024  # the most an algorithm may ask for
-_WORKSPACE_LIMITS = (_WORKSPACE_BYTES, 0)  # the heuristic is asked once within each (see _Plan)
+# The heuristic is asked once within each limit. Only the full workspace: adding the workspace-free
+# algorithms (no memset before the matmul) let the first-call timing pick slower ones, ViT-B/16's step
+# lost 3% on an H100 (docs/benchmarks.md section 16; scripts/cublaslt_memset_bench.py compares them).
+_WORKSPACE_LIMITS = (_WORKSPACE_BYTES,)
 _CANDIDATES = 8  # algorithms the heuristic proposes per ask; the fastest on the first real call is kept
 
 
@@ -125,10 +128,7 @@ class _Plan:
         self.a = self._layout(in_type, *((m, k) if transa == _OP_N else (k, m)), lda)
         self.b = self._layout(in_type, *((k, n) if transb == _OP_N else (n, k)), ldb)
         self.d = self._layout(out_type, m, n, ldd)
-        # The heuristic's proposals with a workspace and without one, timed together on the first call.
-        # Algorithms that keep state in their workspace make cuBLASLt zero it first (a memset per call,
-        # a node of its own in a CUDA graph), and the workspace-free ones are sometimes faster outright:
-        # ViT-B/16's fc1 + GELU 0.452 against 0.503 ms on an H100 (docs/benchmarks.md section 16).
+        # The heuristic's proposals within each workspace limit, timed together on the first call.
         self.candidates = []
         for workspace in _WORKSPACE_LIMITS:
             for result in self._proposals(handle, workspace, aligns):
