@@ -48,11 +48,10 @@ _PREF_MAX_WORKSPACE = 1
 _PREF_MIN_ALIGNMENT = (5, 6, 7, 8)  # A, B, C, D
 EPILOGUES = {"bias": 4, "gelu_aux_bias": 164, "dgelu": 192}
 _WORKSPACE_BYTES = 32 * 1024 * 1024  # the most an algorithm may ask for
-# The heuristic is asked once within each limit, and all proposals are timed together. The
-# workspace-free algorithms need no memset before the matmul (a CUDA-graph node of its own) and are
-# sometimes faster outright: proj + residual at the CIFAR scale 0.033 against 0.035 ms on an H100
-# (docs/benchmarks.md section 16; scripts/cublaslt_memset_bench.py compares the limits).
-_WORKSPACE_LIMITS = (_WORKSPACE_BYTES, 0)
+# The heuristic is asked once within each limit. Only the full workspace: adding the workspace-free
+# algorithms (no memset before the matmul) let the first-call timing pick slower ones, ViT-B/16's step
+# lost 3% on an H100 (docs/benchmarks.md section 16; scripts/cublaslt_memset_bench.py compares them).
+_WORKSPACE_LIMITS = (_WORKSPACE_BYTES,)
 _CANDIDATES = 8  # algorithms the heuristic proposes per ask; the fastest on the first real call is kept
 
 
@@ -218,20 +217,16 @@ class _Runner:
             ctypes.c_void_p(stream.cuda_stream)), f"Matmul({epilogue})")
 
     def _time(self, plan: _Plan, result: _HeuristicResult, a, b, c, d, stream, epilogue: str) -> float:
-        """Milliseconds per call of one candidate algorithm on the real operands: the median of three
-        blocks of 10 back-to-back calls after one warm-up call. One call between two events is mostly
-        launch latency at the CIFAR scale (~35 us kernels) and ranked candidates wrongly (section 16)."""
-        self._launch(plan, result, a, b, c, d, stream, epilogue)
+        """Median-of-3 milliseconds of one candidate algorithm on the real operands."""
         times = []
-        for _ in range(3):
+        for _ in range(4):
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record(stream)
-            for _ in range(10):
-                self._launch(plan, result, a, b, c, d, stream, epilogue)
+            self._launch(plan, result, a, b, c, d, stream, epilogue)
             end.record(stream)
             end.synchronize()
-            times.append(start.elapsed_time(end) / 10)
-        return sorted(times)[1]
+            times.append(start.elapsed_time(end))
+        return sorted(times[1:])[1]
 
 
 _runners: dict[int, _Runner] = {}
