@@ -15,12 +15,17 @@ import textwrap
 
 import pytest
 import torch
-from conftest import assert_gradients_close, compiled_bf16_twins, tiny
-from torch import nn
+from conftest import (
+    assert_compiled_gradients_equal,
+    assert_gradients_close,
+    compiled_bf16_twins,
+    cuda_graph_training_steps,
+    fp64_cpu_twins,
+    tiny,
+)
 
 from vitkit.layers import dgelu_matmul, fused_mlp
 from vitkit.speed import SpeedOptions, configure
-from vitkit.variants import create_model
 
 needs_triton = pytest.mark.skipif(dgelu_matmul.triton is None, reason="needs Triton")
 
@@ -65,23 +70,13 @@ def test_the_op_off_the_gpu_is_the_reference_maths_and_passes_pytorchs_op_checks
 
 def test_a_model_with_the_switch_has_the_plain_models_gradients_through_torch_compile(monkeypatch):
     """The fused MLP node forced on the CPU (its ops on their reference maths), in fp64."""
-    torch.manual_seed(0)
-    plain = create_model("vit_ti16", img_size=16, patch_size=8, depth=1, num_classes=3).double()
-    nn.init.normal_(plain.head.weight, std=0.2)
-    fused = create_model("vit_ti16", img_size=16, patch_size=8, depth=1, num_classes=3).double()
-    fused.load_state_dict(plain.state_dict())
-    configure(plain, SpeedOptions.parse("fused_gelu"))
-    configure(fused, SpeedOptions.parse("fused_gelu,mlp_epilogues,dgelu_bias_sum"))
-    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
-    plain(x).square().sum().backward()
+    plain, fused, x = fp64_cpu_twins("mlp_epilogues,dgelu_bias_sum")
     calls = []
     reference = dgelu_matmul._reference
     monkeypatch.setattr(fused_mlp, "applies", lambda x: True)
     monkeypatch.setattr(dgelu_matmul, "_reference", lambda *args: calls.append(1) or reference(*args))
-    torch.compile(fused, backend="aot_eager", fullgraph=True)(x).square().sum().backward()
+    assert_compiled_gradients_equal(plain, fused, x)
     assert calls  # the backward took the op
-    for (name, a), b in zip(plain.named_parameters(), fused.parameters()):
-        assert torch.allclose(a.grad, b.grad, atol=1e-10), name
 
 
 def test_the_switch_needs_mlp_epilogues():
@@ -119,18 +114,6 @@ def test_training_with_the_switch_on_the_gpu_matches_the_model_without_it():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_the_switch_runs_in_cuda_graphs():
-    model = create_model("vit_ti16", img_size=32, patch_size=4, embed_dim=192, depth=2, num_heads=3,
-                         num_classes=10).cuda()
-    nn.init.normal_(model.head.weight, std=0.2)  # the zero-initialised head would zero every gradient
-    configure(model, SpeedOptions.parse("bf16_residual,fused_gelu,mlp_epilogues,dgelu_bias_sum,tile"))
-    torch._dynamo.reset()
-    compiled = torch.compile(model, mode="reduce-overhead")
-    x = torch.randn(16, 3, 32, 32, device="cuda")
-    grads = []
-    for _ in range(3):
-        model.zero_grad(set_to_none=True)
-        torch.compiler.cudagraph_mark_step_begin()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            compiled(x).float().square().mean().backward()
-        grads.append(model.blocks[0].mlp.fc1.bias.grad.clone())
+    grads = cuda_graph_training_steps("bf16_residual,fused_gelu,mlp_epilogues,dgelu_bias_sum,tile", 3,
+                                      lambda model, loss: model.blocks[0].mlp.fc1.bias.grad.clone())
     assert torch.equal(grads[1], grads[2]) and grads[2].abs().sum() > 0  # replays are deterministic

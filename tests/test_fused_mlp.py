@@ -10,7 +10,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_gradients_close, compiled_bf16_twins
+from conftest import (
+    assert_compiled_gradients_equal,
+    assert_gradients_close,
+    compiled_bf16_twins,
+    cuda_graph_training_steps,
+    fp64_cpu_twins,
+)
 from torch import nn
 
 from vitkit.layers import bias_grad, cublaslt, fused_mlp
@@ -71,26 +77,16 @@ def test_the_custom_ops_pass_pytorchs_op_checks():
 
 def test_a_model_on_the_fused_path_matches_the_plain_model_compiled(monkeypatch):
     """The path the GPU takes, forced on the CPU: same gradients, through torch.compile."""
-    torch.manual_seed(0)
-    plain = create_model("vit_ti16", img_size=16, patch_size=8, depth=1, num_classes=3).double()
-    nn.init.normal_(plain.head.weight, std=0.2)
-    fused = create_model("vit_ti16", img_size=16, patch_size=8, depth=1, num_classes=3).double()
-    fused.load_state_dict(plain.state_dict())
-    configure(plain, SpeedOptions.parse("fused_gelu"))
-    configure(fused, SpeedOptions.parse("fused_gelu,mlp_epilogues,bias_grad"))
+    plain, fused, x = fp64_cpu_twins("mlp_epilogues,bias_grad")
     assert fused.blocks[0].attn.column_sum_bias_grad and fused.blocks[0].mlp.column_sum_bias_grad
-    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
-    plain(x).square().sum().backward()
     calls = []
 
     def applies(x):
         calls.append(x.shape)
         return True
     monkeypatch.setattr(fused_mlp, "applies", applies)
-    torch.compile(fused, backend="aot_eager", fullgraph=True)(x).square().sum().backward()
+    assert_compiled_gradients_equal(plain, fused, x)
     assert calls  # the fused MLP ran
-    for (name, a), b in zip(plain.named_parameters(), fused.parameters()):
-        assert torch.allclose(a.grad, b.grad, atol=1e-10), name
 
 
 def test_mlp_epilogues_needs_fused_gelu_and_excludes_fp8():
@@ -170,18 +166,6 @@ def test_column_sum_on_the_gpu_is_an_fp32_accumulated_sum():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_the_fused_training_path_runs_in_cuda_graphs():
     """reduce-overhead captures the step: the ops must keep nothing allocated between calls."""
-    model = create_model("vit_ti16", img_size=32, patch_size=4, embed_dim=192, depth=2, num_heads=3,
-                         num_classes=10).cuda()
-    configure(model, SpeedOptions.parse("bf16_residual,fused_gelu,mlp_epilogues,bias_grad,tile"))
-    torch._dynamo.reset()
-    compiled = torch.compile(model, mode="reduce-overhead")
-    x = torch.randn(16, 3, 32, 32, device="cuda")
-    losses = []
-    for _ in range(4):
-        model.zero_grad(set_to_none=True)  # as an optimizer would: grads are outputs of the replayed graph
-        torch.compiler.cudagraph_mark_step_begin()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = compiled(x).float().square().mean()
-        loss.backward()
-        losses.append(loss.item())
+    losses = cuda_graph_training_steps("bf16_residual,fused_gelu,mlp_epilogues,bias_grad,tile", 4,
+                                       lambda model, loss: loss.item())
     assert max(losses) - min(losses) <= 1e-3 * abs(losses[0])  # same weights and input, replayed
