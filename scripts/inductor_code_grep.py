@@ -1,9 +1,9 @@
-"""Print the lines of Inductor's generated code for one compiled training step of a small vitkit model
-that call back into ATen (what Inductor did not generate itself), with a little context. A diagnostic.
+r"""Build and run one compiled training step of a small vitkit model (CUDA, bf16 autocast), so that
+TORCH_LOGS=output_code prints the code Inductor generated for it; grep that for the calls back into
+ATen (what Inductor did not generate itself). A diagnostic.
 
-    TORCH_LOGS=output_code PYTHONPATH=src python scripts/inductor_code_grep.py --speed ... 2>&1 | grep ...
-
-Run with TORCH_LOGS=output_code; this script only builds and runs the step (CUDA, bf16 autocast).
+    TORCH_LOGS=output_code PYTHONPATH=src python scripts/inductor_code_grep.py --speed ... 2>&1 \
+        | grep -n "aten\.\|extern_kernels\|torch.ops"    # as gpu_levers.sh round12-sweep does
 """
 
 from __future__ import annotations

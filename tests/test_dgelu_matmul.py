@@ -46,6 +46,11 @@ INTERPRETED = textwrap.dedent("""
             assert torch.allclose(grad_pre.double(), want, atol=1e-5), (grad_pre.double() - want).abs().max()
             for block, column in enumerate(sums.t()):  # each column: one block of 64 tokens
                 assert torch.allclose(column.double(), want[64 * block:64 * (block + 1)].sum(0), atol=1e-4), block
+    # the op's first call times its launches (here on the CPU clock; the interpreter has no fast tanh)
+    # and keeps one for the shape
+    dgelu_matmul.LAUNCHES = tuple({**config, "fast_tanh": False} for config in dgelu_matmul.LAUNCHES)
+    chosen = dgelu_matmul._best_launch(grad, weight, pre)
+    assert chosen in dgelu_matmul.LAUNCHES and dgelu_matmul._chosen
     print("kernel ok")
 """)
 
