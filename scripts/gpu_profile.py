@@ -52,7 +52,8 @@ def profile_impl(impl: str, speed: str, args: argparse.Namespace, overrides: dic
     step = make_step(runner, args.mode, x, y, torch.bfloat16)
     wall = time_steps(step, torch.device("cuda"), warmup=8, iters=10, repeats=3)
     activities = [ProfilerActivity.CUDA] + ([ProfilerActivity.CPU] if args.host_top or args.launchers else [])
-    with profile(activities=activities) as prof:
+    detail = bool(args.launchers)  # the launchers' input shapes and Python callers
+    with profile(activities=activities, record_shapes=detail, with_stack=detail) as prof:
         for _ in range(args.steps):
             step()
         torch.cuda.synchronize()
@@ -90,17 +91,19 @@ def host_ops(prof, steps: int, top: int) -> list[tuple[str, float, int]]:
 
 
 def launchers(prof, steps: int, pattern: re.Pattern) -> list[tuple[str, int]]:
-    """(host operation < its callers, launches per step) of the kernels whose names match, most first."""
+    """(host operation [its input shapes] < its callers, launches per step) of the kernels whose names match,
+    most first. The callers include Python frames (the profile records stacks), so the chain says which
+    function of vitkit or of Inductor's generated code called the operation."""
     counts: dict[str, int] = {}
     for evt in prof.events():
         matching = [k for k in evt.kernels if pattern.search(k.name)]
         if not matching:
             continue
-        chain, parent = [evt.name], evt.cpu_parent
-        while parent is not None and len(chain) < 4:
+        chain, parent = [f"{evt.name} {evt.input_shapes}"], evt.cpu_parent
+        while parent is not None and len(chain) < 6:
             chain.append(parent.name)
             parent = parent.cpu_parent
-        key = " < ".join(name[:60] for name in chain)
+        key = " < ".join(name[:90] for name in chain)
         counts[key] = counts.get(key, 0) + len(matching)
     return [(key, n // steps) for key, n in sorted(counts.items(), key=lambda kv: -kv[1])]
 
