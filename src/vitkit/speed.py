@@ -45,29 +45,22 @@ class SpeedOptions:
     residual_epilogue: bool = False  # training: the residual adds inside proj's and fc2's matmuls (cuBLASLt)
     dgelu_bias_sum: bool = False  # training: GELU's gradient and fc1's bias gradient in one Triton matmul
     fp8: bool = False  # encoder linears as FP8 matmuls with dynamic scaling (torchao; Hopper or newer)
-    mix_order_split: int = 0  # compiled training: token rows per program of Inductor's fused LayerNorm-backward
-    # + column-sum kernels, which leave one fp32 partial per program and column to an eager sum (0: Inductor's)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def parse(cls, text: str) -> SpeedOptions:
-        """'cudnn,bf16_residual,mix_order_split=128' -> options (backends, switches, mix_order_split=N)."""
+        """'cudnn,bf16_residual,patch_matmul' -> options (names of backends or boolean switches)."""
         opts = cls()
         for item in filter(None, (t.strip() for t in text.split(","))):
-            if item.startswith("mix_order_split="):
-                value = item.partition("=")[2]
-                if not value.isdigit() or int(value) & (int(value) - 1) or int(value) < 16:
-                    raise ValueError(f"speed option {item!r}: give a power of two of at least 16 token rows")
-                opts.mix_order_split = int(value)
-            elif item in BACKENDS or item in ("auto", "tile"):
+            if item in BACKENDS or item in ("auto", "tile"):
                 opts.attention = item
             elif item in SWITCHES:
                 setattr(opts, item, True)
             else:
                 raise ValueError(f"unknown speed option {item!r}; use {sorted(BACKENDS) + ['tile']}, "
-                                 f"{', '.join(SWITCHES)}, mix_order_split=N")
+                                 f"{', '.join(SWITCHES)}")
         return opts
 
 
@@ -77,7 +70,7 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
         raise ValueError(f"unknown attention backend {options.attention!r}")
     backends = BACKENDS.get(options.attention)
     if not hasattr(model, "patch_embed"):  # a ResNet: no attention, no token stream
-        if any(getattr(options, switch) for switch in SWITCHES) or options.attention != "auto" or options.mix_order_split:
+        if any(getattr(options, switch) for switch in SWITCHES) or options.attention != "auto":
             raise ValueError(f"speed options {options.to_dict()} apply to ViTs only, not to {type(model).__name__}")
         return model
     if options.mlp_epilogues and not options.fused_gelu:
@@ -117,26 +110,9 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
         model.config = model.config.replace(gelu="tanh")  # a copy: the config may be shared with other models
     model.residual_dtype = torch.bfloat16 if options.bf16_residual else None
     model.patch_embed.as_matmul = options.patch_matmul
-    model.inductor_options = {"triton.mix_order_reduction_split_size": options.mix_order_split} \
-        if options.mix_order_split else {}
     if options.fp8:
         to_fp8(model)
     return model
-
-
-def compile_model(model: torch.nn.Module, mode: str | None = None) -> torch.nn.Module:
-    """torch.compile(model, mode=mode, dynamic=False), plus the Inductor settings that `configure` chose.
-
-    The settings go to this compilation only (torch.compile's `options`, with `mode`'s own settings
-    spelled out, since torch.compile takes one or the other), so a peer compiled in the same process
-    keeps Inductor's defaults. Static shapes: see vitkit.bench for why never dynamic.
-    """
-    options = getattr(model, "inductor_options", None)
-    if not options:
-        return torch.compile(model, mode=mode, dynamic=False)
-    from torch._inductor import list_mode_options
-
-    return torch.compile(model, options={**list_mode_options(mode or "default"), **options}, dynamic=False)
 
 
 def check_tile_attention(model: torch.nn.Module) -> None:
