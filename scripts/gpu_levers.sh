@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class|round7-final|round8-check|round9-libops|round9-small|round9-b16|round9-scratch|round9-final|round9-h100|round10-tail|round10-persistent|round10-final|round10-h100|round10-profiles|round11-residual-small|round11-residual-b16|round11-h100|round11-profiles|round12-dgelu-sum|round12-memsets|round12-sweep|round12-final|round12-h100|round12-h200|round13-origin|round13-final
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class|round7-final|round8-check|round9-libops|round9-small|round9-b16|round9-scratch|round9-final|round9-h100|round10-tail|round10-persistent|round10-final|round10-h100|round10-profiles|round11-residual-small|round11-residual-b16|round11-h100|round11-profiles|round12-dgelu-sum|round12-memsets|round12-sweep|round12-final|round12-h100|round12-h200|round13-origin|round13-final|round13-wgrad|round13-wgrad-ab|round13-pdl
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -277,6 +277,36 @@ PY
         --compare timm --speed $S7QRD
     done
     run --model vit_b16 --img-size 224 --batch 256 --mode train --compile --compare timm --speed $R7QR ;;
+  round13-wgrad)  # fp32 parameter gradients straight from the matmuls: GPU tests, then the CIFAR-scale step against timm in three processes, and B/16
+    timeout 300 python3 -m pytest -q tests/test_fused_mlp.py tests/test_dgelu_matmul.py tests/test_residual_epilogue.py tests/test_tile_attention.py \
+      tests/test_fold_norm.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 3 "$OUT/gpu_tests.txt"
+    S7QRD=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm,qkv_bias_sums,residual_epilogue,dgelu_bias_sum
+    R7QR=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm,qkv_bias_sums,residual_epilogue
+    for i in 1 2 3; do
+      run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compile --compile-mode reduce-overhead \
+        --compare timm --speed $S7QRD
+    done
+    run --model vit_b16 --img-size 224 --batch 256 --mode train --compile --compare timm --speed $R7QR ;;
+  round13-wgrad-ab)  # fp32 parameter gradients against main (a worktree carried at .wt/main), alternating processes on one GPU: the CIFAR-scale step, and B/16 with B16=1
+    S7QRD=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm,qkv_bias_sums,residual_epilogue,dgelu_bias_sum
+    R7QR=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm,qkv_bias_sums,residual_epilogue
+    for tree in .wt/main . .wt/main .; do
+      echo "{\"tree\": \"$tree\"}" >>"$OUT/levers.jsonl"
+      if [ -n "${B16:-}" ]; then
+        PYTHONPATH=$tree/src run --model vit_b16 --img-size 224 --batch 256 --mode train --compile --compare timm --speed $R7QR
+      else
+        PYTHONPATH=$tree/src run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compile \
+          --compile-mode reduce-overhead --compare timm --speed $S7QRD
+      fi
+    done ;;
+  round13-pdl)  # Inductor's programmatic dependent launch (TORCHINDUCTOR_ENABLE_PDL, for vitkit and timm alike) against none, alternating processes: the CIFAR-scale step
+    python3 -c "import torch._inductor.config as c; print('pdl:', c.triton.enable_pdl)"
+    S7QRD=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm,qkv_bias_sums,residual_epilogue,dgelu_bias_sum
+    for pdl in 0 1 0 1; do
+      echo "{\"pdl\": $pdl}" >>"$OUT/levers.jsonl"
+      TORCHINDUCTOR_ENABLE_PDL=$pdl run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compile \
+        --compile-mode reduce-overhead --compare timm --speed $S7QRD
+    done ;;
   round12-h200)  # the CIFAR-scale step with and without dgelu_bias_sum in both orders, B/16, against timm; GPU tests, launch sweep (run on the H200)
     S7QR=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm,qkv_bias_sums,residual_epilogue
     R7QR=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm,qkv_bias_sums,residual_epilogue
