@@ -24,6 +24,7 @@ import yaml
 from torch.profiler import ProfilerActivity, profile
 
 from vitkit.bench import BUILDERS, available, make_step, time_steps
+from vitkit.speed import SpeedOptions, compile_model, configure
 from vitkit.variants import model_config
 
 CATEGORIES = [  # first match wins; names of cuBLAS/CUTLASS/cuDNN/flash/triton kernels on Hopper
@@ -43,10 +44,8 @@ def profile_impl(impl: str, speed: str, args: argparse.Namespace, overrides: dic
     torch.manual_seed(0)
     model = BUILDERS[impl](config).cuda()
     if impl == "vitkit" and speed:
-        from vitkit.speed import SpeedOptions, configure
-
         configure(model, SpeedOptions.parse(speed))
-    runner = torch.compile(model)
+    runner = compile_model(model)
     x = torch.randn(args.batch, config.in_chans, *config.img_size, device="cuda")
     y = torch.randint(0, config.num_classes, (args.batch,), device="cuda")
     step = make_step(runner, args.mode, x, y, torch.bfloat16)

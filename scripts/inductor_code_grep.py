@@ -12,7 +12,7 @@ import argparse
 
 import torch
 
-from vitkit.speed import SpeedOptions, configure
+from vitkit.speed import SpeedOptions, compile_model, configure
 from vitkit.variants import create_model
 
 
@@ -25,7 +25,7 @@ def main() -> None:
     configure(model, SpeedOptions.parse(args.speed))
     x = torch.randn(512, 3, 32, 32, device="cuda")
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        loss = torch.compile(model)(x).float().logsumexp(-1).mean()
+        loss = compile_model(model)(x).float().logsumexp(-1).mean()
     loss.backward()
     torch.cuda.synchronize()
 

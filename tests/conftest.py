@@ -29,7 +29,7 @@ def compiled_bf16_twins(speed: str, adjust_reference=None, reference_speed: str 
     """Two copies of one random model on the GPU, the reference with `bf16_residual` (and `reference_speed`)
     and the other with `speed` too, each run once through a compiled bf16 forward and backward. Returns
     (reference, other), their gradients filled, for GPU tests of speed switches."""
-    from vitkit.speed import SpeedOptions, configure
+    from vitkit.speed import SpeedOptions, compile_model, configure
     from vitkit.variants import create_model
 
     reference = create_model("vit_ti16", **shape).cuda()
@@ -44,7 +44,7 @@ def compiled_bf16_twins(speed: str, adjust_reference=None, reference_speed: str 
     torch._dynamo.reset()  # static shapes: earlier tests' shapes would make this compile dynamic
     for model in (reference, other):
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            torch.compile(model)(x).float().square().mean().backward()
+            compile_model(model)(x).float().square().mean().backward()
     return reference, other
 
 

@@ -208,13 +208,14 @@ def bench_one(impl: str, config: ViTConfig, mode: str, batch: int, device: torch
     # the function's FLOPs, the same for every implementation of it: counted on vitkit's model on the meta
     # device, where PyTorch's counter sees attention (on a CPU its SDPA kernel goes uncounted)
     flops_per_image = count_forward_flops(config)
-    if impl == "vitkit" and speed:
-        from vitkit.speed import SpeedOptions, configure
+    # not at the top: vitkit.layers imports this module
+    from vitkit.speed import SpeedOptions, compile_model, configure
 
+    if impl == "vitkit" and speed:
         configure(model, SpeedOptions.parse(speed))
     # static shapes: a second batch shape in one process recompiles instead of compiling dynamically,
     # which fails inside Inductor for these models on PyTorch 2.11 (docs/benchmarks.md section 10)
-    runner = torch.compile(model, mode=compile_mode, dynamic=False) if compile else model
+    runner = compile_model(model, compile_mode) if compile else model
     step = make_step(runner, mode, x, y, amp)
     if device.type == "cuda":
         torch.cuda.synchronize()

@@ -28,7 +28,7 @@ BACKENDS = {
 
 
 SWITCHES = ("bf16_residual", "patch_matmul", "fused_gelu", "mlp_epilogues", "bias_grad", "fold_norm", "qkv_bias_sums",
-            "residual_epilogue", "dgelu_bias_sum", "fp8")
+            "residual_epilogue", "dgelu_bias_sum", "fp8", "pdl")
 
 
 @dataclass
@@ -45,6 +45,7 @@ class SpeedOptions:
     residual_epilogue: bool = False  # training: the residual adds inside proj's and fc2's matmuls (cuBLASLt)
     dgelu_bias_sum: bool = False  # training: GELU's gradient and fc1's bias gradient in one Triton matmul
     fp8: bool = False  # encoder linears as FP8 matmuls with dynamic scaling (torchao; Hopper or newer)
+    pdl: bool = False  # compiled: Inductor's kernels launched with programmatic dependent launch (Hopper or newer)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -110,9 +111,28 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
         model.config = model.config.replace(gelu="tanh")  # a copy: the config may be shared with other models
     model.residual_dtype = torch.bfloat16 if options.bf16_residual else None
     model.patch_embed.as_matmul = options.patch_matmul
+    # settings for this model's compilation only (`compile_model`): each kernel Inductor generates may
+    # start while the one before it finishes, waiting in-kernel for its inputs, which shortens the
+    # ~1 us gap between kernels that dominates small models' steps (docs/benchmarks.md section 17)
+    model.inductor_options = {"triton.enable_pdl": True} if options.pdl else {}
     if options.fp8:
         to_fp8(model)
     return model
+
+
+def compile_model(model: torch.nn.Module, mode: str | None = None) -> torch.nn.Module:
+    """torch.compile(model, mode=mode, dynamic=False), plus the Inductor settings that `configure` chose.
+
+    The settings go to this compilation only (torch.compile's `options`, with `mode`'s own settings
+    spelled out, since torch.compile takes one or the other), so a peer compiled in the same process
+    keeps Inductor's defaults. Static shapes: see vitkit.bench for why never dynamic.
+    """
+    options = getattr(model, "inductor_options", None)
+    if not options:
+        return torch.compile(model, mode=mode, dynamic=False)
+    from torch._inductor import list_mode_options
+
+    return torch.compile(model, options={**list_mode_options(mode or "default"), **options}, dynamic=False)
 
 
 def check_tile_attention(model: torch.nn.Module) -> None:

@@ -159,9 +159,10 @@ class Trainer:
                 self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(c.ema_decay), use_buffers=True)
         self.step_model: torch.nn.Module = self.model
         if c.compile and self.device.type == "cuda":
-            mode = None if c.compile_mode == "default" else c.compile_mode
+            from vitkit.speed import compile_model
+
             # static shapes (the batch plan drops the tail): see vitkit.bench for why never dynamic
-            self.step_model = torch.compile(self.model, mode=mode, dynamic=False)
+            self.step_model = compile_model(self.model, None if c.compile_mode == "default" else c.compile_mode)
         self.graphed = GraphedStep(self.model, self.step_model, self.optimizer, self.data.num_classes,
                                    c.augment.label_smoothing, self.amp_dtype, c.grad_clip) if c.graph_step else None
         if self.dist.world > 1:
