@@ -280,13 +280,7 @@ PY
   round13-wgrad)  # fp32 parameter gradients straight from the matmuls: GPU tests, then the CIFAR-scale step against timm in three processes, and B/16
     timeout 300 python3 -m pytest -q tests/test_fused_mlp.py tests/test_dgelu_matmul.py tests/test_residual_epilogue.py tests/test_tile_attention.py \
       tests/test_fold_norm.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 3 "$OUT/gpu_tests.txt"
-    S7QRD=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm,qkv_bias_sums,residual_epilogue,dgelu_bias_sum
-    R7QR=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm,qkv_bias_sums,residual_epilogue
-    for i in 1 2 3; do
-      run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compile --compile-mode reduce-overhead \
-        --compare timm --speed $S7QRD
-    done
-    run --model vit_b16 --img-size 224 --batch 256 --mode train --compile --compare timm --speed $R7QR ;;
+    OUT=$OUT bash "${BASH_SOURCE[0]}" round13-final ;;
   round13-wgrad-ab)  # fp32 parameter gradients against main (a worktree carried at .wt/main), alternating processes on one GPU: the CIFAR-scale step, and B/16 with B16=1
     S7QRD=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm,qkv_bias_sums,residual_epilogue,dgelu_bias_sum
     R7QR=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm,qkv_bias_sums,residual_epilogue
