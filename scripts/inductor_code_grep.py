@@ -3,7 +3,10 @@ TORCH_LOGS=output_code prints the code Inductor generated for it; grep that for 
 ATen (what Inductor did not generate itself). A diagnostic.
 
     TORCH_LOGS=output_code PYTHONPATH=src python scripts/inductor_code_grep.py --speed ... 2>&1 \
-        | grep -n "aten\.\|extern_kernels\|torch.ops"    # as gpu_levers.sh round12-sweep does
+        | grep -n "aten\.\|extern_kernels\|torch.ops\|\.sum(dim="
+
+The last pattern catches the eager sums that finish Inductor's mix-order reductions, written as tensor
+methods (docs/benchmarks.md section 17); round 12's grep, without it, missed them.
 """
 
 from __future__ import annotations

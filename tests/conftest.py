@@ -82,7 +82,7 @@ def cuda_graph_training_steps(speed: str, steps: int, observe) -> list:
     """A random small model with speed options `speed` on the GPU, compiled with CUDA graphs
     (reduce-overhead) and trained `steps` bf16 steps on one batch without an optimizer step; returns
     observe(model, loss) after each step (replays of the same graph on the same input)."""
-    from vitkit.speed import SpeedOptions, configure
+    from vitkit.speed import SpeedOptions, compile_model, configure
     from vitkit.variants import create_model
 
     model = create_model("vit_ti16", img_size=32, patch_size=4, embed_dim=192, depth=2, num_heads=3,
@@ -90,7 +90,7 @@ def cuda_graph_training_steps(speed: str, steps: int, observe) -> list:
     torch.nn.init.normal_(model.head.weight, std=0.2)  # the zero-initialised head would zero every gradient
     configure(model, SpeedOptions.parse(speed))
     torch._dynamo.reset()
-    compiled = torch.compile(model, mode="reduce-overhead")
+    compiled = compile_model(model, "reduce-overhead")
     x = torch.randn(16, 3, 32, 32, device="cuda")
     observed = []
     for _ in range(steps):

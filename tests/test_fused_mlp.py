@@ -74,7 +74,6 @@ def test_the_custom_ops_pass_pytorchs_op_checks():
                           (torch.randn(6, 4), torch.randn(5, 4), torch.randn(5), torch.randn(6, 5)))
 
 
-
 def test_a_model_on_the_fused_path_matches_the_plain_model_compiled(monkeypatch):
     """The path the GPU takes, forced on the CPU: same gradients, through torch.compile."""
     plain, fused, x = fp64_cpu_twins("mlp_epilogues,bias_grad")

@@ -217,16 +217,11 @@ class _Runner:
             ctypes.c_void_p(stream.cuda_stream)), f"Matmul({epilogue})")
 
     def _time(self, plan: _Plan, result: _HeuristicResult, a, b, c, d, stream, epilogue: str) -> float:
-        """Median-of-3 milliseconds of one candidate algorithm on the real operands."""
-        times = []
-        for _ in range(4):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record(stream)
-            self._launch(plan, result, a, b, c, d, stream, epilogue)
-            end.record(stream)
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-        return sorted(times[1:])[1]
+        """Median-of-3 milliseconds of one candidate algorithm on the real operands, after one warm-up."""
+        from vitkit.bench import time_steps  # here: vitkit.bench imports the models, which import this module
+
+        return time_steps(lambda: self._launch(plan, result, a, b, c, d, stream, epilogue), d.device, warmup=1,
+                          iters=1, repeats=3)
 
 
 _runners: dict[int, _Runner] = {}
