@@ -57,21 +57,29 @@ if triton is not None:
 
     @triton.jit
     def _dgelu_store(acc, pre_desc, out_desc, sums_ptr, row_block, row_blocks, off_m, off_n, N,
-                     HALF: tl.constexpr, FAST: tl.constexpr):
-        """acc * gelu'(pre) for one (BLOCK_M, HALF) piece: stored, and its column sums as fp32 partials."""
-        h = pre_desc.load([off_m, off_n]).to(tl.float32)
-        t = _tanh(0.7978845608028654 * (h + 0.044715 * h * h * h), FAST)
-        out = acc * (0.5 * (1 + t) + 0.5 * h * (1 - t * t) * 0.7978845608028654 * (1 + 3 * 0.044715 * h * h))
+                     HALF: tl.constexpr, FAST: tl.constexpr, EPILOGUE: tl.constexpr = 0, SUMS: tl.constexpr = True):
+        """acc * gelu'(pre) for one (BLOCK_M, HALF) piece: stored, and its column sums as fp32 partials.
+        EPILOGUE (experiment): 0 gelu'(pre), 1 pre taken as gelu' already, 2 none (acc stored, pre unread)."""
+        if EPILOGUE == 0:
+            h = pre_desc.load([off_m, off_n]).to(tl.float32)
+            t = _tanh(0.7978845608028654 * (h + 0.044715 * h * h * h), FAST)
+            out = acc * (0.5 * (1 + t) + 0.5 * h * (1 - t * t) * 0.7978845608028654 * (1 + 3 * 0.044715 * h * h))
+        elif EPILOGUE == 1:
+            out = acc * pre_desc.load([off_m, off_n]).to(tl.float32)
+        else:
+            out = acc
         out_desc.store([off_m, off_n], out.to(out_desc.dtype))
         # rows past the tokens contribute 0: TMA reads zeros there, so acc is 0. The partials are stored
         # transposed, (columns, row blocks), so that their sum is one pass over contiguous rows
-        cols = off_n + tl.arange(0, HALF)
-        tl.store(sums_ptr + cols * row_blocks + row_block, tl.sum(out, axis=0), mask=cols < N)
+        if SUMS:
+            cols = off_n + tl.arange(0, HALF)
+            tl.store(sums_ptr + cols * row_blocks + row_block, tl.sum(out, axis=0), mask=cols < N)
 
     @triton.jit
     def _dgelu_kernel(a_desc, b_desc, pre_desc, out_desc, sums_ptr, M, N, K: tl.constexpr, BLOCK_M: tl.constexpr,
                       BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-                      WARP_SPECIALIZE: tl.constexpr, FAST: tl.constexpr):
+                      WARP_SPECIALIZE: tl.constexpr, FAST: tl.constexpr, EPILOGUE: tl.constexpr = 0,
+                      SUMS: tl.constexpr = True):
         tiles_m, tiles_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
         tile = tl.program_id(0)
         group = GROUP_M * tiles_n  # GROUP_M row blocks share the weight's column blocks in L2
@@ -86,8 +94,9 @@ if triton is not None:
             acc = tl.dot(a_desc.load([off_m, k]), b_desc.load([k, off_n]), acc)
         HALF: tl.constexpr = BLOCK_N // 2
         left, right = tl.split(tl.permute(tl.reshape(acc, (BLOCK_M, 2, HALF)), (0, 2, 1)))
-        _dgelu_store(left, pre_desc, out_desc, sums_ptr, row_block, tiles_m, off_m, off_n, N, HALF, FAST)
-        _dgelu_store(right, pre_desc, out_desc, sums_ptr, row_block, tiles_m, off_m, off_n + HALF, N, HALF, FAST)
+        _dgelu_store(left, pre_desc, out_desc, sums_ptr, row_block, tiles_m, off_m, off_n, N, HALF, FAST, EPILOGUE, SUMS)
+        _dgelu_store(right, pre_desc, out_desc, sums_ptr, row_block, tiles_m, off_m, off_n + HALF, N, HALF, FAST,
+                     EPILOGUE, SUMS)
 
 
 def _reference(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,7 +113,8 @@ def applies(grad: torch.Tensor, weight: torch.Tensor) -> bool:
 
 def launch(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor, *, block_m: int = BLOCK_M,
            block_n: int = 64, block_k: int = BLOCK_K, stages: int = STAGES, warps: int = 4,
-           warp_specialize: bool = False, fast_tanh: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+           warp_specialize: bool = False, fast_tanh: bool = True, epilogue: int = 0,
+           column_sums: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The kernel with an explicit launch (the op picks one of LAUNCHES; tests and benchmarks vary them).
     The defaults are LAUNCHES[0].
 
@@ -123,7 +133,7 @@ def launch(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor, *, block
     # matmul dimensions: (M, N) @ (N, K); the kernel calls them M, K (reduced) and N (output columns)
     _dgelu_kernel[grid](a_desc, b_desc, pre_desc, out_desc, sums, m_tokens, k, n, BLOCK_M=block_m, BLOCK_N=block_n,
                         BLOCK_K=block_k, GROUP_M=8, WARP_SPECIALIZE=warp_specialize, FAST=fast_tanh,
-                        num_stages=stages, num_warps=warps)
+                        EPILOGUE=epilogue, SUMS=column_sums, num_stages=stages, num_warps=warps)
     return grad_pre, sums
 
 
