@@ -86,7 +86,7 @@ def main() -> None:
         if args.parts:
             cases = {}
             for launch in dgelu_matmul.LAUNCHES:
-                for epilogue, sums in itertools.product((0, 1, 2), (True, False)):
+                for epilogue, sums in itertools.product((0, 3, 1, 2), (True, False)):
                     cases[f"parts epilogue={epilogue} sums={sums} {launch}"] = functools.partial(
                         dgelu_matmul.launch, grad, weight, pre, epilogue=epilogue, column_sums=sums, **launch)
         for name, fn in cases.items():

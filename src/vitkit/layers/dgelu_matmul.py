@@ -56,11 +56,25 @@ if triton is not None:
             return 2 * tl.sigmoid(2 * u) - 1
 
     @triton.jit
+    def _gelu_tanh_grad(x, FAST: tl.constexpr):
+        """gelu_tanh'(x) = 0.5 (1 + t) (1 + v (1 - t)), t = tanh(c (x + a x^3)), v = c x (1 + 3 a x^2):
+        the textbook 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 a x^2) factored into 10 multiply-adds and one
+        tanh. The epilogue is bound by instruction issue, not memory (docs/benchmarks.md section 18)."""
+        q = x * x
+        t = _tanh(x * (0.7978845608028654 + 0.7978845608028654 * 0.044715 * q), FAST)
+        v = x * (0.7978845608028654 + 3 * 0.7978845608028654 * 0.044715 * q)
+        return (0.5 + 0.5 * t) * (1 + v * (1 - t))
+
+    @triton.jit
     def _dgelu_store(acc, pre_desc, out_desc, sums_ptr, row_block, row_blocks, off_m, off_n, N,
                      HALF: tl.constexpr, FAST: tl.constexpr, EPILOGUE: tl.constexpr = 0, SUMS: tl.constexpr = True):
         """acc * gelu'(pre) for one (BLOCK_M, HALF) piece: stored, and its column sums as fp32 partials.
-        EPILOGUE (experiment): 0 gelu'(pre), 1 pre taken as gelu' already, 2 none (acc stored, pre unread)."""
+        EPILOGUE (experiment): 0 gelu'(pre), 1 pre taken as gelu' already, 2 none (acc stored, pre unread),
+        3 gelu'(pre) in round 13's form."""
         if EPILOGUE == 0:
+            h = pre_desc.load([off_m, off_n]).to(tl.float32)
+            out = acc * _gelu_tanh_grad(h, FAST)
+        elif EPILOGUE == 3:  # round 13's form of the same function, about twice the instructions
             h = pre_desc.load([off_m, off_n]).to(tl.float32)
             t = _tanh(0.7978845608028654 * (h + 0.044715 * h * h * h), FAST)
             out = acc * (0.5 * (1 + t) + 0.5 * h * (1 - t * t) * 0.7978845608028654 * (1 + 3 * 0.044715 * h * h))
