@@ -85,8 +85,10 @@ def main() -> None:
                                                                                **launch)
         if args.parts:
             cases = {}
-            for launch in dgelu_matmul.LAUNCHES:
-                for epilogue, sums in itertools.product((0, 3, 1, 2), (True, False)):
+            launches = [*dgelu_matmul.LAUNCHES, {"block_n": 128, "warps": 8, "warp_specialize": False},
+                        {"block_n": 128, "warps": 4, "warp_specialize": False}]
+            for launch in launches:
+                for epilogue, sums in itertools.product((0, 1), (1, 2, 0)):
                     cases[f"parts epilogue={epilogue} sums={sums} {launch}"] = functools.partial(
                         dgelu_matmul.launch, grad, weight, pre, epilogue=epilogue, column_sums=sums, **launch)
         for name, fn in cases.items():

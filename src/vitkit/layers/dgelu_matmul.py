@@ -67,7 +67,7 @@ if triton is not None:
 
     @triton.jit
     def _dgelu_store(acc, pre_desc, out_desc, sums_ptr, row_block, row_blocks, off_m, off_n, N,
-                     HALF: tl.constexpr, FAST: tl.constexpr, EPILOGUE: tl.constexpr = 0, SUMS: tl.constexpr = True):
+                     HALF: tl.constexpr, FAST: tl.constexpr, EPILOGUE: tl.constexpr = 0, SUMS: tl.constexpr = 1):
         """acc * gelu'(pre) for one (BLOCK_M, HALF) piece: stored, and its column sums as fp32 partials.
         EPILOGUE (experiment): 0 gelu'(pre), 1 pre taken as gelu' already, 2 none (acc stored, pre unread),
         3 gelu'(pre) in round 13's form."""
@@ -85,15 +85,17 @@ if triton is not None:
         out_desc.store([off_m, off_n], out.to(out_desc.dtype))
         # rows past the tokens contribute 0: TMA reads zeros there, so acc is 0. The partials are stored
         # transposed, (columns, row blocks), so that their sum is one pass over contiguous rows
-        if SUMS:
-            cols = off_n + tl.arange(0, HALF)
+        cols = off_n + tl.arange(0, HALF)
+        if SUMS == 1:
             tl.store(sums_ptr + cols * row_blocks + row_block, tl.sum(out, axis=0), mask=cols < N)
+        elif SUMS == 2:  # experiment: (row blocks, columns), each tile's partials one contiguous run
+            tl.store(sums_ptr + row_block * N + cols, tl.sum(out, axis=0), mask=cols < N)
 
     @triton.jit
     def _dgelu_kernel(a_desc, b_desc, pre_desc, out_desc, sums_ptr, M, N, K: tl.constexpr, BLOCK_M: tl.constexpr,
                       BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
                       WARP_SPECIALIZE: tl.constexpr, FAST: tl.constexpr, EPILOGUE: tl.constexpr = 0,
-                      SUMS: tl.constexpr = True):
+                      SUMS: tl.constexpr = 1):
         tiles_m, tiles_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
         tile = tl.program_id(0)
         group = GROUP_M * tiles_n  # GROUP_M row blocks share the weight's column blocks in L2
@@ -128,7 +130,7 @@ def applies(grad: torch.Tensor, weight: torch.Tensor) -> bool:
 def launch(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor, *, block_m: int = BLOCK_M,
            block_n: int = 64, block_k: int = BLOCK_K, stages: int = STAGES, warps: int = 4,
            warp_specialize: bool = False, fast_tanh: bool = True, epilogue: int = 0,
-           column_sums: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+           column_sums: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """The kernel with an explicit launch (the op picks one of LAUNCHES; tests and benchmarks vary them).
     The defaults are LAUNCHES[0].
 
@@ -138,6 +140,8 @@ def launch(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor, *, block
     (m_tokens, n), k = grad.shape, weight.shape[1]
     grad_pre = grad.new_empty(m_tokens, k)
     sums = grad.new_empty(k, triton.cdiv(m_tokens, block_m), dtype=torch.float32)
+    if column_sums == 2:
+        sums = sums.view(-1, k)
     half = block_n // 2
     a_desc = TensorDescriptor.from_tensor(grad, [block_m, block_k])
     b_desc = TensorDescriptor.from_tensor(weight, [block_k, block_n])
