@@ -65,8 +65,6 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--shape", action="append", choices=sorted(SHAPES))
     p.add_argument("--sweep", action="store_true")
-    p.add_argument("--parts", action="store_true", help="what the epilogue's parts cost: the op's launches "
-                   "without the sums, with gelu' read instead of computed, with no epilogue")
     args = p.parse_args()
     bf = {"device": "cuda", "dtype": torch.bfloat16}
     for shape in args.shape or sorted(SHAPES):
@@ -83,22 +81,13 @@ def main() -> None:
         for launch in variants() if args.sweep else dgelu_matmul.LAUNCHES:
             cases[f"triton dgelu + partial sums {launch}"] = functools.partial(triton_with_sums, grad, weight, pre,
                                                                                **launch)
-        if args.parts:
-            cases = {}
-            launches = [*dgelu_matmul.LAUNCHES, {"block_n": 128, "warps": 8, "warp_specialize": False},
-                        {"block_n": 128, "warps": 4, "warp_specialize": False}]
-            for launch in launches:
-                for epilogue, sums in itertools.product((0, 1), (1, 2, 0)):
-                    cases[f"parts epilogue={epilogue} sums={sums} {launch}"] = functools.partial(
-                        dgelu_matmul.launch, grad, weight, pre, epilogue=epilogue, column_sums=sums, **launch)
         for name, fn in cases.items():
             row = {"shape": shape, "case": name}
             try:
                 out = fn()
                 grad_pre, bias = out if isinstance(out, tuple) else (out, None)
-                if not args.parts:
-                    row["grad_pre_rel_err"] = round(((grad_pre.float() - want).norm() / want.norm()).item(), 5)
-                if bias is not None and not args.parts:
+                row["grad_pre_rel_err"] = round(((grad_pre.float() - want).norm() / want.norm()).item(), 5)
+                if bias is not None:
                     row["bias_rel_err"] = round(((bias.float() - want.sum(0)).norm() / want.sum(0).norm()).item(), 5)
                 row["ms"] = round(time_graph(fn), 4)
                 if "{" not in name:  # not a launch variant: which kernels ran

@@ -39,11 +39,14 @@ except ImportError:  # CPU installs without Triton: the reference path is used
     triton = None
 
 # Tiles of 128 tokens (the partial sums' block), K steps of 64, three pipeline stages; the epilogue
-# runs in two halves of the tile's columns. The op times the two fastest launches of round 12's sweep
-# (docs/benchmarks.md section 16) on its first call per shape (`_best_launch`): 64 columns with one
-# warp group (which both GPUs tried chose), or 128 with two, warp-specialised (one warp group loads).
+# runs in two halves of the tile's columns. The op times three launches on its first call per shape
+# (`_best_launch`): 64 columns with one warp group (the CIFAR-scale shape's fastest, both GPUs), 128
+# with two, warp-specialised (one warp group loads), both from round 12's sweep (docs/benchmarks.md
+# section 16), and 128 with one warp group, ViT-B/16's fastest since the epilogue's cheaper GELU
+# derivative (section 18: 0.51 ms against 0.58-0.60 for the other two on an H200).
 BLOCK_M, BLOCK_K, STAGES = 128, 64, 3
-LAUNCHES = ({"block_n": 64, "warps": 4, "warp_specialize": False}, {"block_n": 128, "warps": 8, "warp_specialize": True})
+LAUNCHES = ({"block_n": 64, "warps": 4, "warp_specialize": False}, {"block_n": 128, "warps": 8, "warp_specialize": True},
+            {"block_n": 128, "warps": 4, "warp_specialize": False})
 _chosen: dict[tuple, dict] = {}
 
 if triton is not None:
@@ -57,9 +60,10 @@ if triton is not None:
 
     @triton.jit
     def _gelu_tanh_grad(x, FAST: tl.constexpr):
-        """gelu_tanh'(x) = 0.5 (1 + t) (1 + v (1 - t)), t = tanh(c (x + a x^3)), v = c x (1 + 3 a x^2):
-        the textbook 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 a x^2) factored into 10 multiply-adds and one
-        tanh. The epilogue is bound by instruction issue, not memory (docs/benchmarks.md section 18)."""
+        """gelu_tanh'(x) = 0.5 (1 + t) (1 + v (1 - t)) with t = tanh(c (x + a x^3)), v = c x (1 + 3 a x^2):
+        the textbook 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 a x^2) factored into about half the
+        instructions. The epilogue is bound by instruction issue, not memory: this form took the
+        CIFAR-scale op from 0.139 to 0.131 ms on an H200 (docs/benchmarks.md section 18)."""
         q = x * x
         t = _tanh(x * (0.7978845608028654 + 0.7978845608028654 * 0.044715 * q), FAST)
         v = x * (0.7978845608028654 + 3 * 0.7978845608028654 * 0.044715 * q)
@@ -67,35 +71,19 @@ if triton is not None:
 
     @triton.jit
     def _dgelu_store(acc, pre_desc, out_desc, sums_ptr, row_block, row_blocks, off_m, off_n, N,
-                     HALF: tl.constexpr, FAST: tl.constexpr, EPILOGUE: tl.constexpr = 0, SUMS: tl.constexpr = 1):
-        """acc * gelu'(pre) for one (BLOCK_M, HALF) piece: stored, and its column sums as fp32 partials.
-        EPILOGUE (experiment): 0 gelu'(pre), 1 pre taken as gelu' already, 2 none (acc stored, pre unread),
-        3 gelu'(pre) in round 13's form."""
-        if EPILOGUE == 0:
-            h = pre_desc.load([off_m, off_n]).to(tl.float32)
-            out = acc * _gelu_tanh_grad(h, FAST)
-        elif EPILOGUE == 3:  # round 13's form of the same function, about twice the instructions
-            h = pre_desc.load([off_m, off_n]).to(tl.float32)
-            t = _tanh(0.7978845608028654 * (h + 0.044715 * h * h * h), FAST)
-            out = acc * (0.5 * (1 + t) + 0.5 * h * (1 - t * t) * 0.7978845608028654 * (1 + 3 * 0.044715 * h * h))
-        elif EPILOGUE == 1:
-            out = acc * pre_desc.load([off_m, off_n]).to(tl.float32)
-        else:
-            out = acc
+                     HALF: tl.constexpr, FAST: tl.constexpr):
+        """acc * gelu'(pre) for one (BLOCK_M, HALF) piece: stored, and its column sums as fp32 partials."""
+        out = acc * _gelu_tanh_grad(pre_desc.load([off_m, off_n]).to(tl.float32), FAST)
         out_desc.store([off_m, off_n], out.to(out_desc.dtype))
         # rows past the tokens contribute 0: TMA reads zeros there, so acc is 0. The partials are stored
         # transposed, (columns, row blocks), so that their sum is one pass over contiguous rows
         cols = off_n + tl.arange(0, HALF)
-        if SUMS == 1:
-            tl.store(sums_ptr + cols * row_blocks + row_block, tl.sum(out, axis=0), mask=cols < N)
-        elif SUMS == 2:  # experiment: (row blocks, columns), each tile's partials one contiguous run
-            tl.store(sums_ptr + row_block * N + cols, tl.sum(out, axis=0), mask=cols < N)
+        tl.store(sums_ptr + cols * row_blocks + row_block, tl.sum(out, axis=0), mask=cols < N)
 
     @triton.jit
     def _dgelu_kernel(a_desc, b_desc, pre_desc, out_desc, sums_ptr, M, N, K: tl.constexpr, BLOCK_M: tl.constexpr,
                       BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-                      WARP_SPECIALIZE: tl.constexpr, FAST: tl.constexpr, EPILOGUE: tl.constexpr = 0,
-                      SUMS: tl.constexpr = 1):
+                      WARP_SPECIALIZE: tl.constexpr, FAST: tl.constexpr):
         tiles_m, tiles_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
         tile = tl.program_id(0)
         group = GROUP_M * tiles_n  # GROUP_M row blocks share the weight's column blocks in L2
@@ -110,9 +98,8 @@ if triton is not None:
             acc = tl.dot(a_desc.load([off_m, k]), b_desc.load([k, off_n]), acc)
         HALF: tl.constexpr = BLOCK_N // 2
         left, right = tl.split(tl.permute(tl.reshape(acc, (BLOCK_M, 2, HALF)), (0, 2, 1)))
-        _dgelu_store(left, pre_desc, out_desc, sums_ptr, row_block, tiles_m, off_m, off_n, N, HALF, FAST, EPILOGUE, SUMS)
-        _dgelu_store(right, pre_desc, out_desc, sums_ptr, row_block, tiles_m, off_m, off_n + HALF, N, HALF, FAST,
-                     EPILOGUE, SUMS)
+        _dgelu_store(left, pre_desc, out_desc, sums_ptr, row_block, tiles_m, off_m, off_n, N, HALF, FAST)
+        _dgelu_store(right, pre_desc, out_desc, sums_ptr, row_block, tiles_m, off_m, off_n + HALF, N, HALF, FAST)
 
 
 def _reference(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,8 +116,7 @@ def applies(grad: torch.Tensor, weight: torch.Tensor) -> bool:
 
 def launch(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor, *, block_m: int = BLOCK_M,
            block_n: int = 64, block_k: int = BLOCK_K, stages: int = STAGES, warps: int = 4,
-           warp_specialize: bool = False, fast_tanh: bool = True, epilogue: int = 0,
-           column_sums: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+           warp_specialize: bool = False, fast_tanh: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The kernel with an explicit launch (the op picks one of LAUNCHES; tests and benchmarks vary them).
     The defaults are LAUNCHES[0].
 
@@ -140,8 +126,6 @@ def launch(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor, *, block
     (m_tokens, n), k = grad.shape, weight.shape[1]
     grad_pre = grad.new_empty(m_tokens, k)
     sums = grad.new_empty(k, triton.cdiv(m_tokens, block_m), dtype=torch.float32)
-    if column_sums == 2:
-        sums = sums.view(-1, k)
     half = block_n // 2
     a_desc = TensorDescriptor.from_tensor(grad, [block_m, block_k])
     b_desc = TensorDescriptor.from_tensor(weight, [block_k, block_n])
@@ -151,7 +135,7 @@ def launch(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor, *, block
     # matmul dimensions: (M, N) @ (N, K); the kernel calls them M, K (reduced) and N (output columns)
     _dgelu_kernel[grid](a_desc, b_desc, pre_desc, out_desc, sums, m_tokens, k, n, BLOCK_M=block_m, BLOCK_N=block_n,
                         BLOCK_K=block_k, GROUP_M=8, WARP_SPECIALIZE=warp_specialize, FAST=fast_tanh,
-                        EPILOGUE=epilogue, SUMS=column_sums, num_stages=stages, num_warps=warps)
+                        num_stages=stages, num_warps=warps)
     return grad_pre, sums
 
 
