@@ -28,7 +28,7 @@ BACKENDS = {
 
 
 SWITCHES = ("bf16_residual", "patch_matmul", "fused_gelu", "mlp_epilogues", "bias_grad", "fold_norm", "qkv_bias_sums",
-            "residual_epilogue", "dgelu_bias_sum", "fp8", "pdl", "tune_kernels")
+            "residual_epilogue", "dgelu_bias_sum", "fp8", "pdl")
 
 
 @dataclass
@@ -46,7 +46,6 @@ class SpeedOptions:
     dgelu_bias_sum: bool = False  # training: GELU's gradient and fc1's bias gradient in one Triton matmul
     fp8: bool = False  # encoder linears as FP8 matmuls with dynamic scaling (torchao; Hopper or newer)
     pdl: bool = False  # compiled: Inductor's kernels launched with programmatic dependent launch (Hopper or newer)
-    tune_kernels: bool = False  # compiled: Inductor tunes its kernels' block sizes (coordinate descent)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -116,8 +115,6 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
     # start while the one before it finishes, waiting in-kernel for its inputs, which shortens the
     # ~1 us gap between kernels that dominates small models' steps (docs/benchmarks.md section 17)
     model.inductor_options = {"triton.enable_pdl": True} if options.pdl else {}
-    if options.tune_kernels:  # block sizes and warps of Inductor's own kernels timed at compile time
-        model.inductor_options["coordinate_descent_tuning"] = True
     if options.fp8:
         to_fp8(model)
     return model

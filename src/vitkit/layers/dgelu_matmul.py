@@ -14,9 +14,11 @@ epilogue does both but runs at a third of the speed (section 10). Here the matmu
 sum per column and token block. db1 is the sum of those (tokens / 128 per column), a read of 1.6 MB.
 Partial sums rather than atomic adds keep the result deterministic.
 
-At the CIFAR scale the pair takes 0.149 ms against 0.170 for cuBLASLt's DGELU plus Inductor's sum on
-an H100 (0.142 against 0.153 on an H200); at ViT-B/16's widths cuBLASLt's matmul is faster than this
-one (0.603 against 0.579 ms with its bias sum as a GEMV), which is why this is a switch of its own.
+At the CIFAR scale the pair took 0.149 ms against 0.170 for cuBLASLt's DGELU plus Inductor's sum on
+an H100 (0.142 against 0.153 on an H200; docs/benchmarks.md section 16). With GELU's derivative
+factored (section 18) the kernel takes 0.131 ms there on an H200, and 0.51 ms at ViT-B/16's widths
+(its third launch) against cuBLASLt + GEMV's 0.58; yet B/16's training step is level with and
+without it, which is why this is a switch of its own.
 
 Summing in fp32 before rounding, db1 is at least as exact as the sum of the rounded grad_pre.
 Off the GPU (or without Triton) the op computes the same maths with plain PyTorch ops.
