@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class|round7-final|round8-check|round9-libops|round9-small|round9-b16|round9-scratch|round9-final|round9-h100|round10-tail|round10-persistent|round10-final|round10-h100|round10-profiles|round11-residual-small|round11-residual-b16|round11-h100|round11-profiles|round12-dgelu-sum|round12-memsets|round12-sweep|round12-final|round12-h100|round12-h200|round13-origin|round13-final|round13-wgrad|round13-wgrad-ab|round13-pdl|round13-pdl-option|round13-b16-dgelu|round13-h200-profile|round14-probe|round14-b16-tune|round14-ab|round14-b16|round14-fair|round14-h100
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class|round7-final|round8-check|round9-libops|round9-small|round9-b16|round9-scratch|round9-final|round9-h100|round10-tail|round10-persistent|round10-final|round10-h100|round10-profiles|round11-residual-small|round11-residual-b16|round11-h100|round11-profiles|round12-dgelu-sum|round12-memsets|round12-sweep|round12-final|round12-h100|round12-h200|round13-origin|round13-final|round13-wgrad|round13-wgrad-ab|round13-pdl|round13-pdl-option|round13-b16-dgelu|round13-h200-profile|round14-probe|round14-b16-tune|round14-ab|round14-b16|round14-fair
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -312,16 +312,16 @@ PY
   round13-b16-dgelu)  # B/16: R7QR + pdl with and without dgelu_bias_sum (its op was level with cuBLASLt + GEMV in round13-overlap), A-B-A in one process
     R7QRP=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm,qkv_bias_sums,residual_epilogue,pdl
     run --model vit_b16 --img-size 224 --batch 256 --mode train --compile --compare timm --speed $R7QRP --speed $R7QRP,dgelu_bias_sum --speed $R7QRP ;;
-  round14-probe)  # class-split kernels over warps x register caps (graph-timed); the CIFAR-scale step with tune_kernels in both orders
+  round14-probe)  # (tune_kernels: branch round14-tune-kernels) class-split kernels over warps x register caps (graph-timed); the CIFAR-scale step with tune_kernels in both orders
     python3 scripts/class_split_bench.py --sweep >>"$OUT/class_split_sweep.jsonl" 2>>"$OUT/sweep.err"; cat "$OUT/class_split_sweep.jsonl"
     S7QRDP=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm,qkv_bias_sums,residual_epilogue,dgelu_bias_sum,pdl
     SMALL=(--model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compile --compile-mode reduce-overhead --compare timm)
     run "${SMALL[@]}" --speed $S7QRDP,tune_kernels --speed $S7QRDP
     run "${SMALL[@]}" --speed $S7QRDP --speed $S7QRDP,tune_kernels ;;
-  round14-b16-tune)  # B/16 with tune_kernels (R7QR + pdl), against timm
+  round14-b16-tune)  # (branch round14-tune-kernels) B/16 with tune_kernels (R7QR + pdl), against timm
     R7QRP=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm,qkv_bias_sums,residual_epilogue,pdl
     run --model vit_b16 --img-size 224 --batch 256 --mode train --compile --compare timm --speed $R7QRP --speed $R7QRP,tune_kernels ;;
-  round14-ab)  # GPU tests; the CIFAR-scale step, main (a worktree carried at .wt/main) and this tree alternating; this tree also with tune_kernels
+  round14-ab)  # (branch round14-tune-kernels) GPU tests; the CIFAR-scale step, main (a worktree carried at .wt/main) and this tree alternating; this tree also with tune_kernels
     timeout 240 python3 -m pytest -q tests/test_dgelu_matmul.py tests/test_fused_mlp.py tests/test_compile_options.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 2 "$OUT/gpu_tests.txt"
     S7QRDP=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm,qkv_bias_sums,residual_epilogue,dgelu_bias_sum,pdl
     SMALL=(--model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compile --compile-mode reduce-overhead --compare timm)
@@ -335,17 +335,12 @@ PY
     B16=(--model vit_b16 --img-size 224 --batch 256 --mode train --compile --compare timm)
     run "${B16[@]}" --speed $R7QRP,dgelu_bias_sum --speed $R7QRP
     run "${B16[@]}" --speed $R7QRP --speed $R7QRP,dgelu_bias_sum ;;
-  round14-fair)  # coordinate-descent tuning for both (TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1, timm too), around a process where only vitkit gets it (tune_kernels, measured first)
+  round14-fair)  # (branch round14-tune-kernels) coordinate-descent tuning for both (TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1, timm too), around a process where only vitkit gets it (tune_kernels, measured first)
     S7QRDP=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm,qkv_bias_sums,residual_epilogue,dgelu_bias_sum,pdl
     SMALL=(--model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compile --compile-mode reduce-overhead --compare timm)
     TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 run "${SMALL[@]}" --speed $S7QRDP
     run "${SMALL[@]}" --speed $S7QRDP,tune_kernels --speed $S7QRDP
     TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 run "${SMALL[@]}" --speed $S7QRDP ;;
-  round14-h100)  # the CIFAR-scale step with and without tune_kernels, both orders, against timm (run on the H100)
-    S7QRDP=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm,qkv_bias_sums,residual_epilogue,dgelu_bias_sum,pdl
-    SMALL=(--model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compile --compile-mode reduce-overhead --compare timm)
-    run "${SMALL[@]}" --speed $S7QRDP,tune_kernels --speed $S7QRDP
-    run "${SMALL[@]}" --speed $S7QRDP --speed $S7QRDP,tune_kernels ;;
   round13-h200-profile)  # kernel time per step by category, vitkit (S7QRD + pdl) and timm, the CIFAR-scale step (run on the H200)
     S7QRDP=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm,qkv_bias_sums,residual_epilogue,dgelu_bias_sum,pdl
     python3 scripts/gpu_profile.py --model vit_s4 --img-size 32 --depth 7 --batch 512 --set num_classes=10 --top 40 \
