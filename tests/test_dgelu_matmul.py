@@ -24,7 +24,7 @@ from conftest import (
     tiny,
 )
 
-from vitkit.layers import dgelu_matmul, fused_mlp
+from vitkit.layers import dgelu_matmul, dgelu_pingpong, fused_mlp
 from vitkit.speed import SpeedOptions, configure
 
 needs_triton = pytest.mark.skipif(dgelu_matmul.triton is None, reason="needs Triton")
@@ -107,6 +107,21 @@ def test_the_kernel_on_the_gpu_matches_fp32_maths(tokens, width, hidden):
         assert grad_pre.dtype == torch.bfloat16 and bias.dtype == torch.float32
         assert ((grad_pre.float() - want).abs() <= want.abs() * 2**-7 + 1e-2).all()  # a rounding + the fast tanh
         assert (bias - want.sum(0)).norm() <= 1e-3 * want.sum(0).norm()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("config", [{"block_n": 128, "stages": 4}, {"block_n": 64, "stages": 6}])
+@pytest.mark.parametrize("tokens,width,hidden", [(33_280, 384, 1536), (394, 192, 768), (1000, 64, 200)])
+def test_the_ping_pong_kernel_on_the_gpu_matches_fp32_maths(tokens, width, hidden, config):
+    torch.manual_seed(0)
+    bf = {"device": "cuda", "dtype": torch.bfloat16}
+    grad, pre = torch.randn(tokens, width, **bf), torch.randn(tokens, hidden, **bf)
+    weight = torch.randn(width, hidden, **bf) / width**0.5
+    want = (grad.float() @ weight.float()) * dgelu_matmul.gelu_tanh_grad(pre)
+    for programs in (None, 3):  # one program per SM, and few programs with many tiles each
+        grad_pre, sums = dgelu_pingpong.launch(grad, weight, pre, programs=programs, **config)
+        assert ((grad_pre.float() - want).abs() <= want.abs() * 2**-7 + 1e-2).all()
+        assert (sums.sum(1) - want.sum(0)).norm() <= 1e-3 * want.sum(0).norm()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
