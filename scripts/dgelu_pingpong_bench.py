@@ -19,8 +19,9 @@ from vitkit.bench import time_graph
 from vitkit.layers import cublaslt, dgelu_matmul, dgelu_pingpong
 
 SHAPES = {"cifar": (512 * 65, 384, 1536), "b16": (256 * 197, 768, 3072)}  # tokens, width, hidden
-PINGPONG = [{"block_n": 128, "stages": 4}, {"block_n": 128, "stages": 3}, {"block_n": 64, "stages": 6},
-            {"block_n": 64, "stages": 4}]
+PINGPONG = [{"block_n": 128, "stages": 4}, {"block_n": 64, "stages": 6},
+            {"block_n": 128, "stages": 3, "stationary": True}, {"block_n": 128, "stages": 2, "stationary": True},
+            {"block_n": 64, "stages": 6, "stationary": True}, {"block_n": 64, "stages": 4, "stationary": True}]
 
 
 def main() -> None:

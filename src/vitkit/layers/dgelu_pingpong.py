@@ -49,51 +49,86 @@ if gluon is not None:
         return (0.5 + 0.5 * t) * (1 + v * (1 - t))
 
     @gluon.jit
-    def _load_partition(a_desc, b_desc, a_bufs, b_bufs, ready, empty, tiles, tiles_n,
-                        KSTEPS: gl.constexpr, STAGES: gl.constexpr):
+    def _tile(index, tiles_n, STATIONARY: gl.constexpr):
+        """The program's tile `index` (0, 1, ...) as (row block, column block). Streaming both operands, the programs take turns through the tiles in row-major order.
+        With the weight stationary, program p keeps column block p % tiles_n and steps through the row
+        blocks from p // tiles_n, in strides of the programs per column block."""
+        pid, programs = gl.program_id(0), gl.num_programs(0)
+        if STATIONARY:
+            groups = programs // tiles_n
+            return pid // tiles_n + index * groups, pid % tiles_n
+        else:
+            tile = pid + index * programs
+            return tile // tiles_n, tile % tiles_n
+
+    @gluon.jit
+    def _tile_count(tiles_m, tiles_n, STATIONARY: gl.constexpr):
+        pid, programs = gl.program_id(0), gl.num_programs(0)
+        if STATIONARY:
+            groups = programs // tiles_n
+            return gl.cdiv(tiles_m - pid // tiles_n, groups)
+        else:
+            return gl.cdiv(tiles_m * tiles_n - pid, programs)
+
+    @gluon.jit
+    def _load_partition(a_desc, b_desc, a_bufs, b_bufs, ready, empty, b_bar, tiles_m, tiles_n,
+                        KSTEPS: gl.constexpr, STAGES: gl.constexpr, STATIONARY: gl.constexpr):
         block_m: gl.constexpr = a_desc.block_type.shape[0]
         block_k: gl.constexpr = a_desc.block_type.shape[1]
         block_n: gl.constexpr = b_desc.block_type.shape[1]
-        nbytes: gl.constexpr = a_desc.block_type.nbytes + b_desc.block_type.nbytes
+        if STATIONARY:  # the program's column block of the weight, once, for every tile
+            mbarrier.expect(b_bar, KSTEPS * b_desc.block_type.nbytes)
+            for k in gl.static_range(KSTEPS):
+                tma.async_copy_global_to_shared(b_desc, [k * block_k, (gl.program_id(0) % tiles_n) * block_n], b_bar,
+                                                b_bufs.index(k))
+            nbytes: gl.constexpr = a_desc.block_type.nbytes
+        else:
+            nbytes: gl.constexpr = a_desc.block_type.nbytes + b_desc.block_type.nbytes
         count = 0
-        for tile in range(gl.program_id(0), tiles, gl.num_programs(0)):
-            off_m = (tile // tiles_n) * block_m
-            off_n = (tile % tiles_n) * block_n
+        for index in range(_tile_count(tiles_m, tiles_n, STATIONARY)):
+            block_row, block_col = _tile(index, tiles_n, STATIONARY)
             for k in gl.static_range(KSTEPS):
                 stage = count % STAGES
                 # a fresh barrier counts as having completed the phase before phase 0: the first pass waits
                 # on parity 1 and goes through
                 mbarrier.wait(empty.index(stage), ((count // STAGES) & 1) ^ 1)
                 mbarrier.expect(ready.index(stage), nbytes)
-                tma.async_copy_global_to_shared(a_desc, [off_m, k * block_k], ready.index(stage), a_bufs.index(stage))
-                tma.async_copy_global_to_shared(b_desc, [k * block_k, off_n], ready.index(stage), b_bufs.index(stage))
+                tma.async_copy_global_to_shared(a_desc, [block_row * block_m, k * block_k], ready.index(stage),
+                                                a_bufs.index(stage))
+                if not STATIONARY:
+                    tma.async_copy_global_to_shared(b_desc, [k * block_k, block_col * block_n], ready.index(stage),
+                                                    b_bufs.index(stage))
                 count += 1
 
     @gluon.jit
-    def _consumer(a_bufs, b_bufs, ready, empty, turns, pre_desc, out_desc, io_buf, io_bar, sums_ptr, tiles, tiles_n,
-                  n_cols, row_blocks, ROLE: gl.constexpr, KSTEPS: gl.constexpr, STAGES: gl.constexpr):
+    def _consumer(a_bufs, b_bufs, ready, empty, b_bar, turns, pre_desc, out_desc, io_buf, io_bar, sums_ptr, tiles_m,
+                  tiles_n, n_cols, ROLE: gl.constexpr, KSTEPS: gl.constexpr, STAGES: gl.constexpr,
+                  STATIONARY: gl.constexpr):
         block_m: gl.constexpr = pre_desc.block_type.shape[0]
         block_n: gl.constexpr = pre_desc.block_type.shape[1]
         layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                          instr_shape=[16, block_n, 16])
         cols_layout: gl.constexpr = gl.SliceLayout(0, layout)
-        pid, programs = gl.program_id(0), gl.num_programs(0)
+        if STATIONARY:
+            mbarrier.wait(b_bar, 0)
         j = 0
-        for tile in range(pid + ROLE * programs, tiles, 2 * programs):
-            off_m = (tile // tiles_n) * block_m
-            off_n = (tile % tiles_n) * block_n
+        for index in range(ROLE, _tile_count(tiles_m, tiles_n, STATIONARY), 2):
+            block_row, block_col = _tile(index, tiles_n, STATIONARY)
+            off_m = block_row * block_m
+            off_n = block_col * block_n
             # this tile's pre, into the buffer the last tile's result was stored from
             tma.store_wait(0)
             mbarrier.expect(io_bar, pre_desc.block_type.nbytes)
             tma.async_copy_global_to_shared(pre_desc, [off_m, off_n], io_bar, io_buf)
             # the main loop, once the other consumer has issued its own
             mbarrier.wait(turns.index(ROLE), (j & 1) ^ (1 - ROLE))
-            first = (2 * j + ROLE) * KSTEPS  # the program's loads before this tile's
+            first = index * KSTEPS  # the program's loads before this tile's
             acc = gl.zeros([block_m, block_n], gl.float32, layout)
             for k in gl.static_range(KSTEPS):
                 stage = (first + k) % STAGES
                 mbarrier.wait(ready.index(stage), ((first + k) // STAGES) & 1)
-                acc = warpgroup_mma(a_bufs.index(stage), b_bufs.index(stage), acc, use_acc=k > 0, is_async=True)
+                acc = warpgroup_mma(a_bufs.index(stage), b_bufs.index(k if STATIONARY else stage), acc, use_acc=k > 0,
+                                    is_async=True)
                 acc = warpgroup_mma_wait(1, deps=(acc,))  # the MMA before this one is done: free its stage
                 if k > 0:
                     mbarrier.arrive(empty.index((first + k - 1) % STAGES), count=1)
@@ -104,7 +139,7 @@ if gluon is not None:
             mbarrier.wait(io_bar, j & 1)
             out = acc * _gelu_tanh_grad(io_buf.load(layout).to(gl.float32))
             cols = off_n + gl.arange(0, block_n, layout=cols_layout)
-            gl.store(sums_ptr + cols * row_blocks + tile // tiles_n, gl.sum(out, axis=0), mask=cols < n_cols)
+            gl.store(sums_ptr + cols * tiles_m + block_row, gl.sum(out, axis=0), mask=cols < n_cols)
             gl.thread_barrier()  # every warp has read its pre before the buffer takes the result
             io_buf.store(out.to(out_desc.dtype))
             fence_async_shared()
@@ -113,21 +148,24 @@ if gluon is not None:
         tma.store_wait(0)
 
     @gluon.jit
-    def _worker_consumer(a_bufs, b_bufs, ready, empty, turns, pre_desc, out_desc, io_bufs, io_bars, sums_ptr, tiles,
-                         tiles_n, n_cols, row_blocks, KSTEPS: gl.constexpr, STAGES: gl.constexpr):
-        _consumer(a_bufs, b_bufs, ready, empty, turns, pre_desc, out_desc, io_bufs.index(1), io_bars.index(1),
-                  sums_ptr, tiles, tiles_n, n_cols, row_blocks, 1, KSTEPS, STAGES)
+    def _worker_consumer(a_bufs, b_bufs, ready, empty, b_bar, turns, pre_desc, out_desc, io_bufs, io_bars, sums_ptr,
+                         tiles_m, tiles_n, n_cols, KSTEPS: gl.constexpr, STAGES: gl.constexpr,
+                         STATIONARY: gl.constexpr):
+        _consumer(a_bufs, b_bufs, ready, empty, b_bar, turns, pre_desc, out_desc, io_bufs.index(1), io_bars.index(1),
+                  sums_ptr, tiles_m, tiles_n, n_cols, 1, KSTEPS, STAGES, STATIONARY)
 
     @gluon.jit
     def _pingpong_kernel(a_desc, b_desc, pre_desc, out_desc, sums_ptr, m_rows, n_cols,
-                         KSTEPS: gl.constexpr, STAGES: gl.constexpr):
+                         KSTEPS: gl.constexpr, STAGES: gl.constexpr, STATIONARY: gl.constexpr):
         block_m: gl.constexpr = pre_desc.block_type.shape[0]
         block_n: gl.constexpr = pre_desc.block_type.shape[1]
         tiles_m = gl.cdiv(m_rows, block_m)
         tiles_n = gl.cdiv(n_cols, block_n)
-        tiles = tiles_m * tiles_n
         a_bufs = gl.allocate_shared_memory(a_desc.dtype, [STAGES] + a_desc.block_type.shape, a_desc.layout)
-        b_bufs = gl.allocate_shared_memory(b_desc.dtype, [STAGES] + b_desc.block_type.shape, b_desc.layout)
+        b_count: gl.constexpr = KSTEPS if STATIONARY else STAGES
+        b_bufs = gl.allocate_shared_memory(b_desc.dtype, [b_count] + b_desc.block_type.shape, b_desc.layout)
+        b_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+        mbarrier.init(b_bar, count=1)
         io_bufs = gl.allocate_shared_memory(pre_desc.dtype, [2] + pre_desc.block_type.shape, pre_desc.layout)
         ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
         empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
@@ -140,11 +178,12 @@ if gluon is not None:
             mbarrier.init(turns.index(i), count=1)
             mbarrier.init(io_bars.index(i), count=1)
         gl.warp_specialize([
-            (_consumer, (a_bufs, b_bufs, ready, empty, turns, pre_desc, out_desc, io_bufs.index(0), io_bars.index(0),
-                         sums_ptr, tiles, tiles_n, n_cols, tiles_m, 0, KSTEPS, STAGES)),
-            (_worker_consumer, (a_bufs, b_bufs, ready, empty, turns, pre_desc, out_desc, io_bufs, io_bars, sums_ptr,
-                                tiles, tiles_n, n_cols, tiles_m, KSTEPS, STAGES)),
-            (_load_partition, (a_desc, b_desc, a_bufs, b_bufs, ready, empty, tiles, tiles_n, KSTEPS, STAGES)),
+            (_consumer, (a_bufs, b_bufs, ready, empty, b_bar, turns, pre_desc, out_desc, io_bufs.index(0),
+                         io_bars.index(0), sums_ptr, tiles_m, tiles_n, n_cols, 0, KSTEPS, STAGES, STATIONARY)),
+            (_worker_consumer, (a_bufs, b_bufs, ready, empty, b_bar, turns, pre_desc, out_desc, io_bufs, io_bars,
+                                sums_ptr, tiles_m, tiles_n, n_cols, KSTEPS, STAGES, STATIONARY)),
+            (_load_partition, (a_desc, b_desc, a_bufs, b_bufs, ready, empty, b_bar, tiles_m, tiles_n, KSTEPS, STAGES,
+                               STATIONARY)),
         ], [4, 1], [232, 40])
 
 
@@ -154,19 +193,28 @@ def _descriptor(t: torch.Tensor, block: list[int]) -> TensorDescriptor:
 
 
 def launch(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor, *, block_n: int = 128, stages: int = 4,
-           programs: int | None = None, maxnreg: int = 168) -> tuple[torch.Tensor, torch.Tensor]:
+           stationary: bool = False, programs: int | None = None,
+           maxnreg: int = 168) -> tuple[torch.Tensor, torch.Tensor]:
     """grad (M, N), weight (N, K), pre (M, K), contiguous, 16-bit -> grad_pre (M, K) and the fp32 column
-    sums of grad_pre per block of 128 rows, (K, cdiv(M, 128)). `programs` defaults to the SM count."""
+    sums of grad_pre per block of 128 rows, (K, cdiv(M, 128)). `programs` defaults to the SM count.
+
+    `stationary`: each program keeps one column block of the weight in shared memory for all its tiles
+    and streams only grad's row blocks, half the operand traffic of loading both per tile (the weight's
+    N x block_n block must fit beside the ring: N = 384 does at block_n 128)."""
     (m_rows, n), k = grad.shape, weight.shape[1]
     if n % BLOCK_K:
         raise ValueError(f"the reduced dimension ({n}) must be a multiple of {BLOCK_K}")
     grad_pre = grad.new_empty(m_rows, k)
     sums = grad.new_empty(k, triton.cdiv(m_rows, BLOCK_M), dtype=torch.float32)
-    tiles = triton.cdiv(m_rows, BLOCK_M) * triton.cdiv(k, block_n)
+    tiles_m, tiles_n = triton.cdiv(m_rows, BLOCK_M), triton.cdiv(k, block_n)
     if programs is None:
         programs = torch.cuda.get_device_properties(grad.device).multi_processor_count
-    _pingpong_kernel[(min(programs, tiles),)](
+    if stationary:  # whole groups of one program per column block, each group with a row block at least
+        programs = tiles_n * max(1, min(programs // tiles_n, tiles_m))
+    else:
+        programs = min(programs, tiles_m * tiles_n)
+    _pingpong_kernel[(programs,)](
         _descriptor(grad, [BLOCK_M, BLOCK_K]), _descriptor(weight, [BLOCK_K, block_n]),
         _descriptor(pre, [BLOCK_M, block_n]), _descriptor(grad_pre, [BLOCK_M, block_n]), sums, m_rows, k,
-        KSTEPS=n // BLOCK_K, STAGES=stages, num_warps=4, maxnreg=maxnreg)
+        KSTEPS=n // BLOCK_K, STAGES=stages, STATIONARY=stationary, num_warps=4, maxnreg=maxnreg)
     return grad_pre, sums
