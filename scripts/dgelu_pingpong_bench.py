@@ -23,10 +23,16 @@ PINGPONG = [{"block_n": 128, "stages": 4}, {"block_n": 64, "stages": 6},
             {"block_n": 128, "stages": 3, "stationary": True}, {"block_n": 128, "stages": 2, "stationary": True},
             {"block_n": 64, "stages": 6, "stationary": True}, {"block_n": 64, "stages": 4, "stationary": True}]
 
+# parts: 0 the whole epilogue, 1 without the column sums, 2 also without GELU's derivative (acc * pre),
+# 3 also without pre (acc stored), 4 nothing stored
+PARTS = [{"block_n": block_n, "stages": stages, "parts": parts, "ordered": ordered}
+         for block_n, stages in ((128, 4), (64, 6)) for ordered in (True, False) for parts in range(5)]
+
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--shape", action="append", choices=sorted(SHAPES))
+    p.add_argument("--parts", action="store_true", help="switch parts of the epilogue off, and the turns")
     args = p.parse_args()
     bf = {"device": "cuda", "dtype": torch.bfloat16}
     for shape in args.shape or sorted(SHAPES):
@@ -39,7 +45,9 @@ def main() -> None:
                  "cublaslt dgelu (no sums)": functools.partial(cublaslt.linear_dgelu, grad, weight, pre)}
         for config in dgelu_matmul.LAUNCHES:
             cases[f"triton {config}"] = functools.partial(dgelu_matmul.launch, grad, weight, pre, **config)
-        for config in PINGPONG:
+        for config in PINGPONG if not args.parts else []:
+            cases[f"gluon ping-pong {config}"] = functools.partial(dgelu_pingpong.launch, grad, weight, pre, **config)
+        for config in PARTS if args.parts else []:
             cases[f"gluon ping-pong {config}"] = functools.partial(dgelu_pingpong.launch, grad, weight, pre, **config)
         for name, fn in cases.items():
             row = {"shape": shape, "case": name}

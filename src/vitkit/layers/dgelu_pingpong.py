@@ -103,7 +103,7 @@ if gluon is not None:
     @gluon.jit
     def _consumer(a_bufs, b_bufs, ready, empty, b_bar, turns, pre_desc, out_desc, io_buf, io_bar, sums_ptr, tiles_m,
                   tiles_n, n_cols, ROLE: gl.constexpr, KSTEPS: gl.constexpr, STAGES: gl.constexpr,
-                  STATIONARY: gl.constexpr):
+                  STATIONARY: gl.constexpr, PARTS: gl.constexpr, ORDERED: gl.constexpr):
         block_m: gl.constexpr = pre_desc.block_type.shape[0]
         block_n: gl.constexpr = pre_desc.block_type.shape[1]
         layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -118,10 +118,12 @@ if gluon is not None:
             off_n = block_col * block_n
             # this tile's pre, into the buffer the last tile's result was stored from
             tma.store_wait(0)
-            mbarrier.expect(io_bar, pre_desc.block_type.nbytes)
-            tma.async_copy_global_to_shared(pre_desc, [off_m, off_n], io_bar, io_buf)
+            if PARTS < 3:
+                mbarrier.expect(io_bar, pre_desc.block_type.nbytes)
+                tma.async_copy_global_to_shared(pre_desc, [off_m, off_n], io_bar, io_buf)
             # the main loop, once the other consumer has issued its own
-            mbarrier.wait(turns.index(ROLE), (j & 1) ^ (1 - ROLE))
+            if ORDERED:
+                mbarrier.wait(turns.index(ROLE), (j & 1) ^ (1 - ROLE))
             first = index * KSTEPS  # the program's loads before this tile's
             acc = gl.zeros([block_m, block_n], gl.float32, layout)
             for k in gl.static_range(KSTEPS):
@@ -132,31 +134,41 @@ if gluon is not None:
                 acc = warpgroup_mma_wait(1, deps=(acc,))  # the MMA before this one is done: free its stage
                 if k > 0:
                     mbarrier.arrive(empty.index((first + k - 1) % STAGES), count=1)
-            mbarrier.arrive(turns.index(1 - ROLE), count=1)
+            if ORDERED:
+                mbarrier.arrive(turns.index(1 - ROLE), count=1)
             acc = warpgroup_mma_wait(0, deps=(acc,))
             mbarrier.arrive(empty.index((first + KSTEPS - 1) % STAGES), count=1)
             # the epilogue, beside the other consumer's main loop
-            mbarrier.wait(io_bar, j & 1)
-            out = acc * _gelu_tanh_grad(io_buf.load(layout).to(gl.float32))
-            cols = off_n + gl.arange(0, block_n, layout=cols_layout)
-            gl.store(sums_ptr + cols * tiles_m + block_row, gl.sum(out, axis=0), mask=cols < n_cols)
-            gl.thread_barrier()  # every warp has read its pre before the buffer takes the result
-            io_buf.store(out.to(out_desc.dtype))
-            fence_async_shared()
-            tma.async_copy_shared_to_global(out_desc, [off_m, off_n], io_buf)
+            if PARTS < 3:
+                mbarrier.wait(io_bar, j & 1)
+                if PARTS < 2:
+                    out = acc * _gelu_tanh_grad(io_buf.load(layout).to(gl.float32))
+                else:
+                    out = acc * io_buf.load(layout).to(gl.float32)
+            else:
+                out = acc
+            if PARTS < 1:
+                cols = off_n + gl.arange(0, block_n, layout=cols_layout)
+                gl.store(sums_ptr + cols * tiles_m + block_row, gl.sum(out, axis=0), mask=cols < n_cols)
+            if PARTS < 4:
+                gl.thread_barrier()  # every warp has read its pre before the buffer takes the result
+                io_buf.store(out.to(out_desc.dtype))
+                fence_async_shared()
+                tma.async_copy_shared_to_global(out_desc, [off_m, off_n], io_buf)
             j += 1
         tma.store_wait(0)
 
     @gluon.jit
     def _worker_consumer(a_bufs, b_bufs, ready, empty, b_bar, turns, pre_desc, out_desc, io_bufs, io_bars, sums_ptr,
                          tiles_m, tiles_n, n_cols, KSTEPS: gl.constexpr, STAGES: gl.constexpr,
-                         STATIONARY: gl.constexpr):
+                         STATIONARY: gl.constexpr, PARTS: gl.constexpr, ORDERED: gl.constexpr):
         _consumer(a_bufs, b_bufs, ready, empty, b_bar, turns, pre_desc, out_desc, io_bufs.index(1), io_bars.index(1),
-                  sums_ptr, tiles_m, tiles_n, n_cols, 1, KSTEPS, STAGES, STATIONARY)
+                  sums_ptr, tiles_m, tiles_n, n_cols, 1, KSTEPS, STAGES, STATIONARY, PARTS, ORDERED)
 
     @gluon.jit
     def _pingpong_kernel(a_desc, b_desc, pre_desc, out_desc, sums_ptr, m_rows, n_cols,
-                         KSTEPS: gl.constexpr, STAGES: gl.constexpr, STATIONARY: gl.constexpr):
+                         KSTEPS: gl.constexpr, STAGES: gl.constexpr, STATIONARY: gl.constexpr,
+                         PARTS: gl.constexpr, ORDERED: gl.constexpr):
         block_m: gl.constexpr = pre_desc.block_type.shape[0]
         block_n: gl.constexpr = pre_desc.block_type.shape[1]
         tiles_m = gl.cdiv(m_rows, block_m)
@@ -179,9 +191,9 @@ if gluon is not None:
             mbarrier.init(io_bars.index(i), count=1)
         gl.warp_specialize([
             (_consumer, (a_bufs, b_bufs, ready, empty, b_bar, turns, pre_desc, out_desc, io_bufs.index(0),
-                         io_bars.index(0), sums_ptr, tiles_m, tiles_n, n_cols, 0, KSTEPS, STAGES, STATIONARY)),
+                         io_bars.index(0), sums_ptr, tiles_m, tiles_n, n_cols, 0, KSTEPS, STAGES, STATIONARY, PARTS, ORDERED)),
             (_worker_consumer, (a_bufs, b_bufs, ready, empty, b_bar, turns, pre_desc, out_desc, io_bufs, io_bars,
-                                sums_ptr, tiles_m, tiles_n, n_cols, KSTEPS, STAGES, STATIONARY)),
+                                sums_ptr, tiles_m, tiles_n, n_cols, KSTEPS, STAGES, STATIONARY, PARTS, ORDERED)),
             (_load_partition, (a_desc, b_desc, a_bufs, b_bufs, ready, empty, b_bar, tiles_m, tiles_n, KSTEPS, STAGES,
                                STATIONARY)),
         ], [4, 1], [232, 40])
@@ -193,8 +205,8 @@ def _descriptor(t: torch.Tensor, block: list[int]) -> TensorDescriptor:
 
 
 def launch(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor, *, block_n: int = 128, stages: int = 4,
-           stationary: bool = False, programs: int | None = None,
-           maxnreg: int = 168) -> tuple[torch.Tensor, torch.Tensor]:
+           stationary: bool = False, programs: int | None = None, maxnreg: int = 168, parts: int = 0,
+           ordered: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """grad (M, N), weight (N, K), pre (M, K), contiguous, 16-bit -> grad_pre (M, K) and the fp32 column
     sums of grad_pre per block of 128 rows, (K, cdiv(M, 128)). `programs` defaults to the SM count.
 
@@ -216,5 +228,5 @@ def launch(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor, *, block
     _pingpong_kernel[(programs,)](
         _descriptor(grad, [BLOCK_M, BLOCK_K]), _descriptor(weight, [BLOCK_K, block_n]),
         _descriptor(pre, [BLOCK_M, block_n]), _descriptor(grad_pre, [BLOCK_M, block_n]), sums, m_rows, k,
-        KSTEPS=n // BLOCK_K, STAGES=stages, STATIONARY=stationary, num_warps=4, maxnreg=maxnreg)
+        KSTEPS=n // BLOCK_K, STAGES=stages, STATIONARY=stationary, PARTS=parts, ORDERED=ordered, num_warps=4, maxnreg=maxnreg)
     return grad_pre, sums
