@@ -28,11 +28,23 @@ PINGPONG = [{"block_n": 128, "stages": 4}, {"block_n": 64, "stages": 6},
 PARTS = [{"block_n": block_n, "stages": stages, "parts": parts, "ordered": ordered}
          for block_n, stages in ((128, 4), (64, 6)) for ordered in (True, False) for parts in range(5)]
 
+# sums_layout: 0 (columns, row blocks), 1 (row blocks, columns), 2 (row blocks x 4 warps, columns);
+# store: 0 by TMA from the pre buffer, 1 from registers; io_buffers: pre/result buffers per consumer
+VARIANTS = [{"block_n": 128, "stages": 4}, {"block_n": 128, "stages": 4, "sums_layout": 1},
+            {"block_n": 128, "stages": 4, "sums_layout": 2}, {"block_n": 128, "stages": 3, "sums_layout": 2, "io_buffers": 2},
+            {"block_n": 128, "stages": 4, "sums_layout": 2, "store": 1},
+            {"block_n": 64, "stages": 6, "sums_layout": 2}, {"block_n": 64, "stages": 6, "sums_layout": 2, "io_buffers": 2},
+            {"block_n": 64, "stages": 8, "sums_layout": 2, "store": 1},
+            {"block_n": 128, "stages": 3, "sums_layout": 2, "io_buffers": 2, "parts": 1},
+            {"block_n": 128, "stages": 3, "sums_layout": 2, "io_buffers": 2, "parts": 3},
+            {"block_n": 128, "stages": 3, "sums_layout": 2, "io_buffers": 2, "parts": 4}]
+
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--shape", action="append", choices=sorted(SHAPES))
     p.add_argument("--parts", action="store_true", help="switch parts of the epilogue off, and the turns")
+    p.add_argument("--variants", action="store_true", help="the layouts of the sums, the stores, the buffers")
     args = p.parse_args()
     bf = {"device": "cuda", "dtype": torch.bfloat16}
     for shape in args.shape or sorted(SHAPES):
@@ -45,7 +57,9 @@ def main() -> None:
                  "cublaslt dgelu (no sums)": functools.partial(cublaslt.linear_dgelu, grad, weight, pre)}
         for config in dgelu_matmul.LAUNCHES:
             cases[f"triton {config}"] = functools.partial(dgelu_matmul.launch, grad, weight, pre, **config)
-        for config in PINGPONG if not args.parts else []:
+        for config in VARIANTS if args.variants else []:
+            cases[f"gluon ping-pong {config}"] = functools.partial(dgelu_pingpong.launch, grad, weight, pre, **config)
+        for config in PINGPONG if not (args.parts or args.variants) else []:
             cases[f"gluon ping-pong {config}"] = functools.partial(dgelu_pingpong.launch, grad, weight, pre, **config)
         for config in PARTS if args.parts else []:
             cases[f"gluon ping-pong {config}"] = functools.partial(dgelu_pingpong.launch, grad, weight, pre, **config)

@@ -111,7 +111,9 @@ def test_the_kernel_on_the_gpu_matches_fp32_maths(tokens, width, hidden):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 @pytest.mark.parametrize("config", [{"block_n": 128, "stages": 4}, {"block_n": 64, "stages": 6},
-                                    {"block_n": 64, "stages": 4, "stationary": True}])
+                                    {"block_n": 64, "stages": 4, "stationary": True},
+                                    {"block_n": 128, "stages": 3, "sums_layout": 2, "io_buffers": 2},
+                                    {"block_n": 128, "stages": 4, "sums_layout": 1, "store": 1}])
 @pytest.mark.parametrize("tokens,width,hidden", [(33_280, 384, 1536), (394, 192, 768), (1000, 64, 200)])
 def test_the_ping_pong_kernel_on_the_gpu_matches_fp32_maths(tokens, width, hidden, config):
     torch.manual_seed(0)

@@ -101,9 +101,10 @@ if gluon is not None:
                 count += 1
 
     @gluon.jit
-    def _consumer(a_bufs, b_bufs, ready, empty, b_bar, turns, pre_desc, out_desc, io_buf, io_bar, sums_ptr, tiles_m,
-                  tiles_n, n_cols, ROLE: gl.constexpr, KSTEPS: gl.constexpr, STAGES: gl.constexpr,
-                  STATIONARY: gl.constexpr, PARTS: gl.constexpr, ORDERED: gl.constexpr):
+    def _consumer(a_bufs, b_bufs, ready, empty, b_bar, turns, pre_desc, out_desc, io_bufs, io_bars, sums_ptr, out_ptr,
+                  m_rows, tiles_m, tiles_n, n_cols, ROLE: gl.constexpr, KSTEPS: gl.constexpr, STAGES: gl.constexpr,
+                  STATIONARY: gl.constexpr, PARTS: gl.constexpr, ORDERED: gl.constexpr, SUMS: gl.constexpr,
+                  STORE: gl.constexpr, IO: gl.constexpr):
         block_m: gl.constexpr = pre_desc.block_type.shape[0]
         block_n: gl.constexpr = pre_desc.block_type.shape[1]
         layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
@@ -116,8 +117,13 @@ if gluon is not None:
             block_row, block_col = _tile(index, tiles_n, STATIONARY)
             off_m = block_row * block_m
             off_n = block_col * block_n
-            # this tile's pre, into the buffer the last tile's result was stored from
-            tma.store_wait(0)
+            # this tile's pre, into the buffer a result was stored from IO tiles ago
+            io_buf = io_bufs.index(ROLE * IO + j % IO)
+            io_bar = io_bars.index(ROLE * IO + j % IO)
+            if STORE == 0:
+                tma.store_wait(IO - 1)
+            else:
+                fence_async_shared()  # the last epilogue's reads of the buffer before TMA writes it
             if PARTS < 3:
                 mbarrier.expect(io_bar, pre_desc.block_type.nbytes)
                 tma.async_copy_global_to_shared(pre_desc, [off_m, off_n], io_bar, io_buf)
@@ -140,35 +146,53 @@ if gluon is not None:
             mbarrier.arrive(empty.index((first + KSTEPS - 1) % STAGES), count=1)
             # the epilogue, beside the other consumer's main loop
             if PARTS < 3:
-                mbarrier.wait(io_bar, j & 1)
+                mbarrier.wait(io_bar, (j // IO) & 1)
                 if PARTS < 2:
                     out = acc * _gelu_tanh_grad(io_buf.load(layout).to(gl.float32))
                 else:
                     out = acc * io_buf.load(layout).to(gl.float32)
             else:
                 out = acc
+            cols = off_n + gl.arange(0, block_n, layout=cols_layout)
             if PARTS < 1:
-                cols = off_n + gl.arange(0, block_n, layout=cols_layout)
-                gl.store(sums_ptr + cols * tiles_m + block_row, gl.sum(out, axis=0), mask=cols < n_cols)
+                if SUMS == 0:  # (columns, row blocks)
+                    gl.store(sums_ptr + cols * tiles_m + block_row, gl.sum(out, axis=0), mask=cols < n_cols)
+                elif SUMS == 1:  # (row blocks, columns): one contiguous row per tile
+                    gl.store(sums_ptr + block_row * n_cols + cols, gl.sum(out, axis=0), mask=cols < n_cols)
+                else:  # (row blocks x 4, columns): one row per warp, no exchange between the warps
+                    per_warp = gl.sum(gl.sum(gl.reshape(out, [2, 4, 16, block_n]), axis=2), axis=0)
+                    sum_layout: gl.constexpr = per_warp.type.layout
+                    warp = gl.arange(0, 4, layout=gl.SliceLayout(1, sum_layout))
+                    warp_cols = off_n + gl.arange(0, block_n, layout=gl.SliceLayout(0, sum_layout))
+                    gl.store(sums_ptr + (block_row * 4 + warp[:, None]) * n_cols + warp_cols[None, :], per_warp,
+                             mask=(warp_cols < n_cols)[None, :])
             if PARTS < 4:
-                gl.thread_barrier()  # every warp has read its pre before the buffer takes the result
-                io_buf.store(out.to(out_desc.dtype))
-                fence_async_shared()
-                tma.async_copy_shared_to_global(out_desc, [off_m, off_n], io_buf)
+                if STORE == 0:
+                    gl.thread_barrier()  # every warp has read its pre before the buffer takes the result
+                    io_buf.store(out.to(out_desc.dtype))
+                    fence_async_shared()
+                    tma.async_copy_shared_to_global(out_desc, [off_m, off_n], io_buf)
+                else:
+                    gl.thread_barrier()  # every warp has read its pre before the next tile's arrives
+                    rows = off_m + gl.arange(0, block_m, layout=gl.SliceLayout(1, layout))
+                    gl.store(out_ptr + rows[:, None] * n_cols + cols[None, :], out.to(out_desc.dtype),
+                             mask=(rows < m_rows)[:, None] & (cols < n_cols)[None, :])
             j += 1
         tma.store_wait(0)
 
     @gluon.jit
     def _worker_consumer(a_bufs, b_bufs, ready, empty, b_bar, turns, pre_desc, out_desc, io_bufs, io_bars, sums_ptr,
-                         tiles_m, tiles_n, n_cols, KSTEPS: gl.constexpr, STAGES: gl.constexpr,
-                         STATIONARY: gl.constexpr, PARTS: gl.constexpr, ORDERED: gl.constexpr):
-        _consumer(a_bufs, b_bufs, ready, empty, b_bar, turns, pre_desc, out_desc, io_bufs.index(1), io_bars.index(1),
-                  sums_ptr, tiles_m, tiles_n, n_cols, 1, KSTEPS, STAGES, STATIONARY, PARTS, ORDERED)
+                         out_ptr, m_rows, tiles_m, tiles_n, n_cols, KSTEPS: gl.constexpr, STAGES: gl.constexpr,
+                         STATIONARY: gl.constexpr, PARTS: gl.constexpr, ORDERED: gl.constexpr, SUMS: gl.constexpr,
+                         STORE: gl.constexpr, IO: gl.constexpr):
+        _consumer(a_bufs, b_bufs, ready, empty, b_bar, turns, pre_desc, out_desc, io_bufs, io_bars, sums_ptr, out_ptr,
+                  m_rows, tiles_m, tiles_n, n_cols, 1, KSTEPS, STAGES, STATIONARY, PARTS, ORDERED, SUMS, STORE, IO)
 
     @gluon.jit
-    def _pingpong_kernel(a_desc, b_desc, pre_desc, out_desc, sums_ptr, m_rows, n_cols,
+    def _pingpong_kernel(a_desc, b_desc, pre_desc, out_desc, sums_ptr, out_ptr, m_rows, n_cols,
                          KSTEPS: gl.constexpr, STAGES: gl.constexpr, STATIONARY: gl.constexpr,
-                         PARTS: gl.constexpr, ORDERED: gl.constexpr):
+                         PARTS: gl.constexpr, ORDERED: gl.constexpr, SUMS: gl.constexpr, STORE: gl.constexpr,
+                         IO: gl.constexpr):
         block_m: gl.constexpr = pre_desc.block_type.shape[0]
         block_n: gl.constexpr = pre_desc.block_type.shape[1]
         tiles_m = gl.cdiv(m_rows, block_m)
@@ -178,22 +202,25 @@ if gluon is not None:
         b_bufs = gl.allocate_shared_memory(b_desc.dtype, [b_count] + b_desc.block_type.shape, b_desc.layout)
         b_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
         mbarrier.init(b_bar, count=1)
-        io_bufs = gl.allocate_shared_memory(pre_desc.dtype, [2] + pre_desc.block_type.shape, pre_desc.layout)
+        io_bufs = gl.allocate_shared_memory(pre_desc.dtype, [2 * IO] + pre_desc.block_type.shape, pre_desc.layout)
         ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
         empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
         turns = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-        io_bars = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+        io_bars = gl.allocate_shared_memory(gl.int64, [2 * IO, 1], mbarrier.MBarrierLayout())
         for i in gl.static_range(STAGES):
             mbarrier.init(ready.index(i), count=1)
             mbarrier.init(empty.index(i), count=1)
         for i in gl.static_range(2):
             mbarrier.init(turns.index(i), count=1)
+        for i in gl.static_range(2 * IO):
             mbarrier.init(io_bars.index(i), count=1)
         gl.warp_specialize([
-            (_consumer, (a_bufs, b_bufs, ready, empty, b_bar, turns, pre_desc, out_desc, io_bufs.index(0),
-                         io_bars.index(0), sums_ptr, tiles_m, tiles_n, n_cols, 0, KSTEPS, STAGES, STATIONARY, PARTS, ORDERED)),
+            (_consumer, (a_bufs, b_bufs, ready, empty, b_bar, turns, pre_desc, out_desc, io_bufs, io_bars, sums_ptr,
+                         out_ptr, m_rows, tiles_m, tiles_n, n_cols, 0, KSTEPS, STAGES, STATIONARY, PARTS, ORDERED, SUMS,
+                         STORE, IO)),
             (_worker_consumer, (a_bufs, b_bufs, ready, empty, b_bar, turns, pre_desc, out_desc, io_bufs, io_bars,
-                                sums_ptr, tiles_m, tiles_n, n_cols, KSTEPS, STAGES, STATIONARY, PARTS, ORDERED)),
+                                sums_ptr, out_ptr, m_rows, tiles_m, tiles_n, n_cols, KSTEPS, STAGES, STATIONARY, PARTS,
+                                ORDERED, SUMS, STORE, IO)),
             (_load_partition, (a_desc, b_desc, a_bufs, b_bufs, ready, empty, b_bar, tiles_m, tiles_n, KSTEPS, STAGES,
                                STATIONARY)),
         ], [4, 1], [232, 40])
@@ -206,7 +233,7 @@ def _descriptor(t: torch.Tensor, block: list[int]) -> TensorDescriptor:
 
 def launch(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor, *, block_n: int = 128, stages: int = 4,
            stationary: bool = False, programs: int | None = None, maxnreg: int = 168, parts: int = 0,
-           ordered: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+           ordered: bool = True, sums_layout: int = 0, store: int = 0, io_buffers: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """grad (M, N), weight (N, K), pre (M, K), contiguous, 16-bit -> grad_pre (M, K) and the fp32 column
     sums of grad_pre per block of 128 rows, (K, cdiv(M, 128)). `programs` defaults to the SM count.
 
@@ -217,7 +244,11 @@ def launch(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor, *, block
     if n % BLOCK_K:
         raise ValueError(f"the reduced dimension ({n}) must be a multiple of {BLOCK_K}")
     grad_pre = grad.new_empty(m_rows, k)
-    sums = grad.new_empty(k, triton.cdiv(m_rows, BLOCK_M), dtype=torch.float32)
+    row_blocks = triton.cdiv(m_rows, BLOCK_M)
+    if sums_layout == 0:
+        sums = grad.new_empty(k, row_blocks, dtype=torch.float32)
+    else:  # stored row-major, handed back transposed: (K, partial rows) either way
+        sums = grad.new_empty(row_blocks * (4 if sums_layout == 2 else 1), k, dtype=torch.float32)
     tiles_m, tiles_n = triton.cdiv(m_rows, BLOCK_M), triton.cdiv(k, block_n)
     if programs is None:
         programs = torch.cuda.get_device_properties(grad.device).multi_processor_count
@@ -227,6 +258,7 @@ def launch(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor, *, block
         programs = min(programs, tiles_m * tiles_n)
     _pingpong_kernel[(programs,)](
         _descriptor(grad, [BLOCK_M, BLOCK_K]), _descriptor(weight, [BLOCK_K, block_n]),
-        _descriptor(pre, [BLOCK_M, block_n]), _descriptor(grad_pre, [BLOCK_M, block_n]), sums, m_rows, k,
-        KSTEPS=n // BLOCK_K, STAGES=stages, STATIONARY=stationary, PARTS=parts, ORDERED=ordered, num_warps=4, maxnreg=maxnreg)
-    return grad_pre, sums
+        _descriptor(pre, [BLOCK_M, block_n]), _descriptor(grad_pre, [BLOCK_M, block_n]), sums, grad_pre, m_rows, k,
+        KSTEPS=n // BLOCK_K, STAGES=stages, STATIONARY=stationary, PARTS=parts, ORDERED=ordered, SUMS=sums_layout, STORE=store, IO=io_buffers,
+        num_warps=4, maxnreg=maxnreg)
+    return grad_pre, (sums if sums_layout == 0 else sums.t())
