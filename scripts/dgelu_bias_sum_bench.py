@@ -30,7 +30,7 @@ def _inductor_sum(grad_pre: torch.Tensor) -> torch.Tensor:
 
 @torch.compile
 def _partials_sum(partials: torch.Tensor) -> torch.Tensor:
-    return partials.sum(1).to(torch.bfloat16)
+    return partials.sum(0).to(torch.bfloat16)
 
 
 def cublaslt_then_inductor_sum(grad, weight, pre):

@@ -11,14 +11,16 @@ cuBLASLt computes the first in one matmul (epilogue DGELU), and then a reduction
 of an H100's 8.2 ms step per layer (docs/benchmarks.md section 16). cuBLASLt's own DGELU_BGRAD
 epilogue does both but runs at a third of the speed (section 10). Here the matmul's epilogue has each
 (128-token, column) tile in registers anyway: it sums the tile's columns and writes one fp32 partial
-sum per column and token block. db1 is the sum of those (tokens / 128 per column), a read of 1.6 MB.
-Partial sums rather than atomic adds keep the result deterministic.
+sum per column and token block, a row of partials per block. db1 is the sum of those (tokens / 128 per
+column), a read of 1.6 MB. Partial sums rather than atomic adds keep the result deterministic.
 
 At the CIFAR scale the pair took 0.149 ms against 0.170 for cuBLASLt's DGELU plus Inductor's sum on
 an H100 (0.142 against 0.153 on an H200; docs/benchmarks.md section 16). With GELU's derivative
 factored (section 18) the kernel takes 0.131 ms there on an H200, and 0.51 ms at ViT-B/16's widths
 (its third launch) against cuBLASLt + GEMV's 0.58; yet B/16's training step is level with and
-without it, which is why this is a switch of its own.
+without it, which is why this is a switch of its own. On Hopper GPUs the op also times the Gluon
+ping-pong form of the same matmul (vitkit.layers.dgelu_pingpong: 0.107 ms at the CIFAR scale on an
+H200, section 19), which hides the epilogue behind the other warp group's main loop.
 
 Summing in fp32 before rounding, db1 is at least as exact as the sum of the rounded grad_pre.
 Off the GPU (or without Triton) the op computes the same maths with plain PyTorch ops.
@@ -30,7 +32,7 @@ import functools
 
 import torch
 
-from vitkit.layers import ops
+from vitkit.layers import dgelu_pingpong, ops
 from vitkit.layers.linear_gelu import gelu_tanh_grad
 
 try:
@@ -49,6 +51,7 @@ except ImportError:  # CPU installs without Triton: the reference path is used
 BLOCK_M, BLOCK_K, STAGES = 128, 64, 3
 LAUNCHES = ({"block_n": 64, "warps": 4, "warp_specialize": False}, {"block_n": 128, "warps": 8, "warp_specialize": True},
             {"block_n": 128, "warps": 4, "warp_specialize": False})
+PINGPONG = {"pingpong": True}  # the Gluon kernel, a candidate where dgelu_pingpong.usable
 _chosen: dict[tuple, dict] = {}
 
 if triton is not None:
@@ -72,15 +75,15 @@ if triton is not None:
         return (0.5 + 0.5 * t) * (1 + v * (1 - t))
 
     @triton.jit
-    def _dgelu_store(acc, pre_desc, out_desc, sums_ptr, row_block, row_blocks, off_m, off_n, N,
+    def _dgelu_store(acc, pre_desc, out_desc, sums_ptr, row_block, off_m, off_n, N,
                      HALF: tl.constexpr, FAST: tl.constexpr):
-        """acc * gelu'(pre) for one (BLOCK_M, HALF) piece: stored, and its column sums as fp32 partials."""
+        """acc * gelu'(pre) for one (BLOCK_M, HALF) piece: stored, and its column sums as fp32 partials,
+        in the row of the partials for this block of rows."""
         out = acc * _gelu_tanh_grad(pre_desc.load([off_m, off_n]).to(tl.float32), FAST)
         out_desc.store([off_m, off_n], out.to(out_desc.dtype))
-        # rows past the tokens contribute 0: TMA reads zeros there, so acc is 0. The partials are stored
-        # transposed, (columns, row blocks), so that their sum is one pass over contiguous rows
+        # rows past the tokens contribute 0: TMA reads zeros there, so acc is 0
         cols = off_n + tl.arange(0, HALF)
-        tl.store(sums_ptr + cols * row_blocks + row_block, tl.sum(out, axis=0), mask=cols < N)
+        tl.store(sums_ptr + row_block * N + cols, tl.sum(out, axis=0), mask=cols < N)
 
     @triton.jit
     def _dgelu_kernel(a_desc, b_desc, pre_desc, out_desc, sums_ptr, M, N, K: tl.constexpr, BLOCK_M: tl.constexpr,
@@ -100,14 +103,14 @@ if triton is not None:
             acc = tl.dot(a_desc.load([off_m, k]), b_desc.load([k, off_n]), acc)
         HALF: tl.constexpr = BLOCK_N // 2
         left, right = tl.split(tl.permute(tl.reshape(acc, (BLOCK_M, 2, HALF)), (0, 2, 1)))
-        _dgelu_store(left, pre_desc, out_desc, sums_ptr, row_block, tiles_m, off_m, off_n, N, HALF, FAST)
-        _dgelu_store(right, pre_desc, out_desc, sums_ptr, row_block, tiles_m, off_m, off_n + HALF, N, HALF, FAST)
+        _dgelu_store(left, pre_desc, out_desc, sums_ptr, row_block, off_m, off_n, N, HALF, FAST)
+        _dgelu_store(right, pre_desc, out_desc, sums_ptr, row_block, off_m, off_n + HALF, N, HALF, FAST)
 
 
 def _reference(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     wide = torch.promote_types(grad.dtype, torch.float32)  # fp32 maths, fp64 stays fp64
     grad_pre = (grad.to(wide) @ weight.to(wide)) * gelu_tanh_grad(pre)
-    return grad_pre.to(grad.dtype), grad_pre.sum(0)[:, None]
+    return grad_pre.to(grad.dtype), grad_pre.sum(0)[None]
 
 
 def applies(grad: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -123,11 +126,11 @@ def launch(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor, *, block
     The defaults are LAUNCHES[0].
 
     grad (M, N), weight (N, K), pre (M, K), all contiguous -> grad_pre (M, K), and the column sums of
-    grad_pre over each block of block_m rows, fp32, (K, cdiv(M, block_m)).
+    grad_pre over each block of block_m rows, fp32, (cdiv(M, block_m), K).
     """
     (m_tokens, n), k = grad.shape, weight.shape[1]
     grad_pre = grad.new_empty(m_tokens, k)
-    sums = grad.new_empty(k, triton.cdiv(m_tokens, block_m), dtype=torch.float32)
+    sums = grad.new_empty(triton.cdiv(m_tokens, block_m), k, dtype=torch.float32)
     half = block_n // 2
     a_desc = TensorDescriptor.from_tensor(grad, [block_m, block_k])
     b_desc = TensorDescriptor.from_tensor(weight, [block_k, block_n])
@@ -141,8 +144,20 @@ def launch(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor, *, block
     return grad_pre, sums
 
 
+def launch_config(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor,
+                  config: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """One of the op's candidates: a Triton launch of LAUNCHES, or PINGPONG (the Gluon kernel)."""
+    if config.get("pingpong"):
+        return dgelu_pingpong.launch(grad, weight, pre)
+    return launch(grad, weight, pre, **config)
+
+
+def candidates(grad: torch.Tensor, weight: torch.Tensor) -> tuple[dict, ...]:
+    return LAUNCHES + ((PINGPONG,) if dgelu_pingpong.usable(grad, weight) else ())
+
+
 def _best_launch(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor) -> dict:
-    """The fastest of LAUNCHES for this problem, timed once per shape on the real operands (median of 3
+    """The fastest candidate for this problem, timed once per shape on the real operands (median of 3
     after one warm-up each); while a CUDA graph is being captured, nothing can be timed: the first."""
     from vitkit.bench import time_steps  # here: vitkit.bench imports the models, which import this module
 
@@ -150,8 +165,8 @@ def _best_launch(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor) ->
     if key not in _chosen:
         if grad.is_cuda and torch.cuda.is_current_stream_capturing():
             return LAUNCHES[0]
-        _chosen[key] = min(LAUNCHES, key=lambda config: time_steps(
-            functools.partial(launch, grad, weight, pre, **config), grad.device, warmup=1, iters=1, repeats=3))
+        _chosen[key] = min(candidates(grad, weight), key=lambda config: time_steps(
+            functools.partial(launch_config, grad, weight, pre, config), grad.device, warmup=1, iters=1, repeats=3))
     return _chosen[key]
 
 
@@ -159,13 +174,13 @@ def _linear_dgelu_sums(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tens
     if not applies(grad, weight):
         return _reference(grad, weight, pre)
     grad, weight, pre = grad.contiguous(), weight.contiguous(), pre.contiguous()
-    return launch(grad, weight, pre, **_best_launch(grad, weight, pre))
+    return launch_config(grad, weight, pre, _best_launch(grad, weight, pre))
 
 
 def _fake(grad, weight, pre):
     rows = -(-grad.shape[0] // BLOCK_M) if applies(grad, weight) else 1
     sums_dtype = torch.promote_types(grad.dtype, torch.float32)
-    return grad.new_empty(grad.shape[0], weight.shape[1]), grad.new_empty(weight.shape[1], rows, dtype=sums_dtype)
+    return grad.new_empty(grad.shape[0], weight.shape[1]), grad.new_empty(rows, weight.shape[1], dtype=sums_dtype)
 
 
 _op = ops.define("linear_dgelu_sums(Tensor grad, Tensor weight, Tensor pre) -> (Tensor, Tensor)",
@@ -180,4 +195,4 @@ def linear_dgelu_bias_grad(grad: torch.Tensor, weight: torch.Tensor,
     rows is left to the caller's graph, where Inductor fuses it with whatever follows.
     """
     grad_pre, partial_sums = _op(grad, weight, pre)
-    return grad_pre, partial_sums.sum(1)
+    return grad_pre, partial_sums.sum(0)
