@@ -341,6 +341,15 @@ PY
     TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 run "${SMALL[@]}" --speed $S7QRDP
     run "${SMALL[@]}" --speed $S7QRDP,tune_kernels --speed $S7QRDP
     TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 run "${SMALL[@]}" --speed $S7QRDP ;;
+  round15-ab)  # GPU tests; dgelu_bias_sum's op with the Gluon ping-pong kernel; the CIFAR-scale step, main (a worktree carried at .wt/main) and this tree alternating
+    timeout 300 python3 -m pytest -q tests/test_dgelu_matmul.py tests/test_fused_mlp.py tests/test_compile_options.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 2 "$OUT/gpu_tests.txt"
+    timeout 200 python3 scripts/dgelu_pingpong_bench.py >"$OUT/dgelu_pingpong.jsonl" 2>"$OUT/dgelu_pingpong.err"; cat "$OUT/dgelu_pingpong.jsonl"
+    S7QRDP=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm,qkv_bias_sums,residual_epilogue,dgelu_bias_sum,pdl
+    SMALL=(--model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compile --compile-mode reduce-overhead --compare timm)
+    for tree in .wt/main . .wt/main .; do
+      echo "{\"tree\": \"$tree\"}" >>"$OUT/levers.jsonl"
+      PYTHONPATH=$tree/src run "${SMALL[@]}" --speed $S7QRDP
+    done ;;
   round14-h100)  # main after round 14 (run on the H100): dgelu_matmul's GPU tests, the CIFAR-scale step (S7QRD + pdl) against timm, two processes
     timeout 200 python3 -m pytest -q tests/test_dgelu_matmul.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 1 "$OUT/gpu_tests.txt"
     S7QRDP=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm,qkv_bias_sums,residual_epilogue,dgelu_bias_sum,pdl
