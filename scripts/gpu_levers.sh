@@ -359,6 +359,16 @@ PY
     done
     R7QRP=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm,qkv_bias_sums,residual_epilogue,pdl
     run --model vit_b16 --img-size 224 --batch 256 --mode train --compile --compare timm --speed $R7QRP,dgelu_bias_sum --speed $R7QRP ;;
+  round15-b16)  # B/16: R7QRP with and without dgelu_bias_sum (the ping-pong kernel on Hopper), both orders, against timm
+    R7QRP=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm,qkv_bias_sums,residual_epilogue,pdl
+    B16=(--model vit_b16 --img-size 224 --batch 256 --mode train --compile --compare timm)
+    run "${B16[@]}" --speed $R7QRP --speed $R7QRP,dgelu_bias_sum
+    run "${B16[@]}" --speed $R7QRP,dgelu_bias_sum --speed $R7QRP ;;
+  round15-h100)  # on the H100: dgelu's GPU tests, B/16 both orders, the CIFAR-scale step (S7QRD + pdl) against timm
+    timeout 300 python3 -m pytest -q tests/test_dgelu_matmul.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 1 "$OUT/gpu_tests.txt"
+    bash "$0" round15-b16
+    run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compile --compile-mode reduce-overhead \
+      --compare timm --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm,qkv_bias_sums,residual_epilogue,dgelu_bias_sum,pdl ;;
   round14-h100)  # main after round 14 (run on the H100): dgelu_matmul's GPU tests, the CIFAR-scale step (S7QRD + pdl) against timm, two processes
     timeout 200 python3 -m pytest -q tests/test_dgelu_matmul.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 1 "$OUT/gpu_tests.txt"
     S7QRDP=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm,qkv_bias_sums,residual_epilogue,dgelu_bias_sum,pdl
