@@ -15,11 +15,12 @@ own buffer before its main loop, and after the epilogue stores the result from t
 Same contract as dgelu_matmul.launch: grad (M, N), weight (N, K), pre (M, K) -> grad_pre (M, K) and
 fp32 column sums of grad_pre per block of 128 rows, (cdiv(M, 128), K).
 
-Measured on an H200 at the CIFAR scale (docs/benchmarks.md section 19): 0.107 ms against 0.132 for the
-Triton kernel's best launch and 0.124 for cuBLASLt's DGELU without the sums. The layout of the partial
-sums mattered (one contiguous row per tile: 0.107; one strided store per column: 0.118). Variants that
-did not pay (the weight's column block kept in shared memory, stores from registers, two buffers per
-consumer, per-warp sums) are on branch round15-pingpong-variants.
+Measured on an H200 (docs/benchmarks.md section 19): 0.107-0.117 ms at the CIFAR scale against
+0.132-0.136 for the Triton kernel's best launch; 0.43 at ViT-B/16's widths against 0.51 (cuBLASLt's
+DGELU without the sums: 0.43). The layout of the partial sums mattered (one contiguous row per tile:
+0.107; one strided store per column: 0.118). Variants that did not pay (the weight's column block kept
+in shared memory, stores from registers, two buffers per consumer, per-warp sums) are on branch
+round15-pingpong-variants. The epilogue is still not fully hidden: the main loops alone take 0.045 ms.
 """
 
 from __future__ import annotations
