@@ -43,7 +43,9 @@ class SpeedOptions:
     fold_norm: bool = False  # training: LayerNorm affines folded into qkv/fc1 (no token sums in backward)
     qkv_bias_sums: bool = False  # training with tile: qkv's bias gradient from dq's and dO's sums (k's is 0)
     residual_epilogue: bool = False  # training: the residual adds inside proj's and fc2's matmuls (cuBLASLt)
-    dgelu_bias_sum: bool = False  # training: GELU's gradient and fc1's bias gradient in one Triton matmul
+    # training: GELU's gradient and fc1's bias gradient in one Triton matmul (on Hopper, or its Gluon
+    # ping-pong form, whichever the op times faster)
+    dgelu_bias_sum: bool = False
     fp8: bool = False  # encoder linears as FP8 matmuls with dynamic scaling (torchao; Hopper or newer)
     pdl: bool = False  # compiled: Inductor's kernels launched with programmatic dependent launch (Hopper or newer)
 
