@@ -61,18 +61,23 @@ def variants() -> list[dict]:
     return rows + [{**dgelu_matmul.LAUNCHES[0], "fast_tanh": False}]
 
 
+def problem(shape: str) -> tuple[torch.Tensor, ...]:
+    """grad, weight, pre of one of SHAPES (bf16, seeded), and grad_pre in fp32 maths."""
+    tokens, width, hidden = SHAPES[shape]
+    bf = {"device": "cuda", "dtype": torch.bfloat16}
+    torch.manual_seed(0)
+    grad, pre = torch.randn(tokens, width, **bf), torch.randn(tokens, hidden, **bf)
+    weight = torch.randn(width, hidden, **bf) / width**0.5
+    return grad, weight, pre, (grad.float() @ weight.float()) * dgelu_matmul.gelu_tanh_grad(pre)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--shape", action="append", choices=sorted(SHAPES))
     p.add_argument("--sweep", action="store_true")
     args = p.parse_args()
-    bf = {"device": "cuda", "dtype": torch.bfloat16}
     for shape in args.shape or sorted(SHAPES):
-        tokens, width, hidden = SHAPES[shape]
-        torch.manual_seed(0)
-        grad, pre = torch.randn(tokens, width, **bf), torch.randn(tokens, hidden, **bf)
-        weight = torch.randn(width, hidden, **bf) / width**0.5
-        want = (grad.float() @ weight.float()) * dgelu_matmul.gelu_tanh_grad(pre)
+        grad, weight, pre, want = problem(shape)
         cases = {"cublaslt dgelu": functools.partial(cublaslt.linear_dgelu, grad, weight, pre),
                  "cublaslt dgelu + inductor sum": functools.partial(cublaslt_then_inductor_sum, grad, weight, pre),
                  "cublaslt dgelu + gemv": functools.partial(cublaslt_then_gemv, grad, weight, pre)}

@@ -17,22 +17,18 @@ import functools
 import json
 
 import torch
+from dgelu_bias_sum_bench import SHAPES, problem  # same folder: the same shapes and operands
 
 from vitkit.bench import time_graph
 from vitkit.layers import cublaslt, dgelu_matmul, dgelu_pingpong
 
-SHAPES = {"cifar": (512 * 65, 384, 1536), "b16": (256 * 197, 768, 3072)}  # tokens, width, hidden
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--shape", action="append", choices=sorted(SHAPES))
     args = p.parse_args()
-    bf = {"device": "cuda", "dtype": torch.bfloat16}
     for shape in args.shape or sorted(SHAPES):
-        tokens, width, hidden = SHAPES[shape]
-        torch.manual_seed(0)
-        grad, pre = torch.randn(tokens, width, **bf), torch.randn(tokens, hidden, **bf)
-        weight = torch.randn(width, hidden, **bf) / width**0.5
-        want = (grad.float() @ weight.float()) * dgelu_matmul.gelu_tanh_grad(pre)
+        grad, weight, pre, want = problem(shape)
         cases = {"cublas matmul alone (the floor: no epilogue, no sums)": functools.partial(torch.matmul, grad, weight),
                  "cublaslt dgelu (no sums)": functools.partial(cublaslt.linear_dgelu, grad, weight, pre)}
         for config in dgelu_matmul.LAUNCHES:

@@ -91,15 +91,20 @@ def test_the_switch_needs_mlp_epilogues():
     assert all(block.mlp.dgelu_bias_sum for block in model.blocks)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-@pytest.mark.parametrize("tokens,width,hidden", [(33_280, 384, 1536), (394, 192, 768), (1000, 64, 200)])
-def test_the_kernel_on_the_gpu_matches_fp32_maths(tokens, width, hidden):
+def gpu_problem(tokens: int, width: int, hidden: int) -> tuple[torch.Tensor, ...]:
+    """grad, weight, pre (bf16, seeded) and grad_pre in fp32 maths."""
     torch.manual_seed(0)
     bf = {"device": "cuda", "dtype": torch.bfloat16}
     grad, pre = torch.randn(tokens, width, **bf), torch.randn(tokens, hidden, **bf)
     weight = torch.randn(width, hidden, **bf) / width**0.5
+    return grad, weight, pre, (grad.float() @ weight.float()) * dgelu_matmul.gelu_tanh_grad(pre)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("tokens,width,hidden", [(33_280, 384, 1536), (394, 192, 768), (1000, 64, 200)])
+def test_the_kernel_on_the_gpu_matches_fp32_maths(tokens, width, hidden):
+    grad, weight, pre, want = gpu_problem(tokens, width, hidden)
     assert dgelu_matmul.applies(grad, weight)
-    want = (grad.float() @ weight.float()) * dgelu_matmul.gelu_tanh_grad(pre)
     results = [dgelu_matmul.linear_dgelu_bias_grad(grad, weight, pre)]  # the op, on the launch it picked
     results += [(g, sums.sum(0)) for g, sums in (dgelu_matmul.launch_config(grad, weight, pre, config)
                                                  for config in dgelu_matmul.candidates(grad, weight))]
@@ -112,11 +117,7 @@ def test_the_kernel_on_the_gpu_matches_fp32_maths(tokens, width, hidden):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 @pytest.mark.parametrize("tokens,width,hidden", [(33_280, 384, 1536), (394, 192, 768), (1000, 64, 200)])
 def test_the_ping_pong_kernel_on_the_gpu_matches_fp32_maths(tokens, width, hidden):
-    torch.manual_seed(0)
-    bf = {"device": "cuda", "dtype": torch.bfloat16}
-    grad, pre = torch.randn(tokens, width, **bf), torch.randn(tokens, hidden, **bf)
-    weight = torch.randn(width, hidden, **bf) / width**0.5
-    want = (grad.float() @ weight.float()) * dgelu_matmul.gelu_tanh_grad(pre)
+    grad, weight, pre, want = gpu_problem(tokens, width, hidden)
     assert dgelu_pingpong.usable(grad, weight) == (torch.cuda.get_device_capability() == (9, 0))
     if not dgelu_pingpong.usable(grad, weight):
         pytest.skip("needs a Hopper GPU")
