@@ -19,8 +19,9 @@ an H100 (0.142 against 0.153 on an H200; docs/benchmarks.md section 16). With GE
 factored (section 18) the kernel takes 0.131 ms there on an H200, and 0.51 ms at ViT-B/16's widths
 (its third launch) against cuBLASLt + GEMV's 0.58; yet B/16's training step is level with and
 without it, which is why this is a switch of its own. On Hopper GPUs the op also times the Gluon
-ping-pong form of the same matmul (vitkit.layers.dgelu_pingpong: 0.107 ms at the CIFAR scale on an
-H200, section 19), which hides the epilogue behind the other warp group's main loop.
+ping-pong form of the same matmul (vitkit.layers.dgelu_pingpong: 0.107-0.117 ms at the CIFAR scale
+and 0.43 at B/16's widths on an H200, section 19), which runs one tile's epilogue beside the next
+tile's main loop; with it, B/16's training step gains 0.8-2.0% from the switch on the H200.
 
 Summing in fp32 before rounding, db1 is at least as exact as the sum of the rounded grad_pre.
 Off the GPU (or without Triton) the op computes the same maths with plain PyTorch ops.
@@ -43,8 +44,8 @@ except ImportError:  # CPU installs without Triton: the reference path is used
     triton = None
 
 # Tiles of 128 tokens (the partial sums' block), K steps of 64, three pipeline stages; the epilogue
-# runs in two halves of the tile's columns. The op times three launches on its first call per shape
-# (`_best_launch`): 64 columns with one warp group (the CIFAR-scale shape's fastest, both GPUs), 128
+# runs in two halves of the tile's columns. The op times three launches (and, on Hopper, PINGPONG) on
+# its first call per shape (`_best_launch`): 64 columns with one warp group (the CIFAR-scale shape's fastest, both GPUs), 128
 # with two, warp-specialised (one warp group loads), both from round 12's sweep (docs/benchmarks.md
 # section 16), and 128 with one warp group, ViT-B/16's fastest since the epilogue's cheaper GELU
 # derivative (section 18: 0.51 ms against 0.58-0.60 for the other two on an H200).
@@ -153,6 +154,7 @@ def launch_config(grad: torch.Tensor, weight: torch.Tensor, pre: torch.Tensor,
 
 
 def candidates(grad: torch.Tensor, weight: torch.Tensor) -> tuple[dict, ...]:
+    """What `_best_launch` times for these operands: LAUNCHES, and PINGPONG on a Hopper GPU."""
     return LAUNCHES + ((PINGPONG,) if dgelu_pingpong.usable(grad, weight) else ())
 
 
