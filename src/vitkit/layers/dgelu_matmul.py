@@ -44,9 +44,10 @@ except ImportError:  # CPU installs without Triton: the reference path is used
     triton = None
 
 # Tiles of 128 tokens (the partial sums' block), K steps of 64, three pipeline stages; the epilogue
-# runs in two halves of the tile's columns. The op times three launches (and, on Hopper, PINGPONG) on
-# its first call per shape (`_best_launch`): 64 columns with one warp group (the CIFAR-scale shape's fastest, both GPUs), 128
-# with two, warp-specialised (one warp group loads), both from round 12's sweep (docs/benchmarks.md
+# runs in two halves of the tile's columns. The op times three launches (and, on Hopper, PINGPONG)
+# on its first call per shape (`_best_launch`): 64 columns with one warp group (the CIFAR-scale
+# shape's fastest, both GPUs), 128 with two, warp-specialised (one warp group loads), both from
+# round 12's sweep (docs/benchmarks.md
 # section 16), and 128 with one warp group, ViT-B/16's fastest since the epilogue's cheaper GELU
 # derivative (section 18: 0.51 ms against 0.58-0.60 for the other two on an H200).
 BLOCK_M, BLOCK_K, STAGES = 128, 64, 3
