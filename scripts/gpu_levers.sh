@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class|round7-final|round8-check|round9-libops|round9-small|round9-b16|round9-scratch|round9-final|round9-h100|round10-tail|round10-persistent|round10-final|round10-h100|round10-profiles|round11-residual-small|round11-residual-b16|round11-h100|round11-profiles|round12-dgelu-sum|round12-memsets|round12-sweep|round12-final|round12-h100|round12-h200|round13-origin|round13-final|round13-wgrad|round13-wgrad-ab|round13-pdl|round13-pdl-option|round13-b16-dgelu|round13-h200-profile|round14-probe|round14-b16-tune|round14-ab|round14-b16|round14-fair|round14-h100
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class|round7-final|round8-check|round9-libops|round9-small|round9-b16|round9-scratch|round9-final|round9-h100|round10-tail|round10-persistent|round10-final|round10-h100|round10-profiles|round11-residual-small|round11-residual-b16|round11-h100|round11-profiles|round12-dgelu-sum|round12-memsets|round12-sweep|round12-final|round12-h100|round12-h200|round13-origin|round13-final|round13-wgrad|round13-wgrad-ab|round13-pdl|round13-pdl-option|round13-b16-dgelu|round13-h200-profile|round14-probe|round14-b16-tune|round14-ab|round14-b16|round14-fair|round14-h100|round15-ab|round15-nopdl|round15-b16|round15-h100|round16-clocks|round16-cls
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -341,6 +341,32 @@ PY
     TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 run "${SMALL[@]}" --speed $S7QRDP
     run "${SMALL[@]}" --speed $S7QRDP,tune_kernels --speed $S7QRDP
     TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 run "${SMALL[@]}" --speed $S7QRDP ;;
+  round16-cls)  # last_block_cls: GPU tests; the CIFAR-scale step (S7QRDP) with and without it, both orders; B/16 training and inference; sustained clocks with it
+    timeout 300 python3 -m pytest -q tests/test_last_block_cls.py tests/test_dgelu_matmul.py tests/test_fused_mlp.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 2 "$OUT/gpu_tests.txt"
+    S7QRDP=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm,qkv_bias_sums,residual_epilogue,dgelu_bias_sum,pdl
+    SMALL=(--model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compile --compile-mode reduce-overhead --compare timm)
+    run "${SMALL[@]}" --speed $S7QRDP,last_block_cls --speed $S7QRDP
+    run "${SMALL[@]}" --speed $S7QRDP --speed $S7QRDP,last_block_cls
+    R7QRPD=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm,qkv_bias_sums,residual_epilogue,pdl,dgelu_bias_sum
+    run --model vit_b16 --img-size 224 --batch 256 --mode train --compile --compare timm --speed $R7QRPD,last_block_cls --speed $R7QRPD
+    run --model vit_b16 --img-size 224 --batch 256 --mode infer --compile --compare timm --speed bf16_residual,patch_matmul,fused_gelu,last_block_cls --speed bf16_residual,patch_matmul,fused_gelu
+    timeout 300 python3 scripts/clock_watch.py --speed $S7QRDP,last_block_cls --seconds 6 --rounds 2 >"$OUT/clocks.jsonl" 2>"$OUT/clocks.err"; cat "$OUT/clocks.jsonl" ;;
+  round16-clocks)  # clocks and power through long runs of the CIFAR-scale step (vitkit S7QRDP, timm); Nsight Compute on the MLP backward matmuls
+    nvidia-smi --query-gpu=name,power.limit,power.max_limit,clocks.max.sm,clocks.max.mem --format=csv | tee "$OUT/card.txt"
+    timeout 400 python3 scripts/clock_watch.py --seconds 8 --rounds 2 >"$OUT/clocks.jsonl" 2>"$OUT/clocks.err"; cat "$OUT/clocks.jsonl"; tail -n 3 "$OUT/clocks.err"
+    cat >"$OUT/ncu_ops.py" <<'PY'
+import sys; sys.path.insert(0, "scripts")
+import torch
+from dgelu_bias_sum_bench import problem
+from vitkit.layers import dgelu_matmul, dgelu_pingpong
+grad, weight, pre, _ = problem("cifar")
+for _ in range(2):  # the second round is the one to read: compiled, caches warm
+    torch.matmul(grad, weight); dgelu_matmul.launch(grad, weight, pre, **dgelu_matmul.LAUNCHES[0]); dgelu_pingpong.launch(grad, weight, pre)
+torch.cuda.synchronize()
+PY
+    timeout 300 ncu --clock-control none -k 'regex:_pingpong_kernel|_dgelu_kernel|nvjet' --launch-skip 3 -c 3 \
+      --section SpeedOfLight --section MemoryWorkloadAnalysis_Tables --section ComputeWorkloadAnalysis --section WarpStateStats \
+      --section SchedulerStats --section LaunchStats python3 "$OUT/ncu_ops.py" >"$OUT/ncu.txt" 2>&1; grep -c "" "$OUT/ncu.txt" ;;
   round15-ab)  # GPU tests; dgelu_bias_sum's op with the Gluon ping-pong kernel; the CIFAR-scale step, main (a worktree carried at .wt/main) and this tree alternating
     timeout 300 python3 -m pytest -q tests/test_dgelu_matmul.py tests/test_fused_mlp.py tests/test_compile_options.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 2 "$OUT/gpu_tests.txt"
     timeout 200 python3 scripts/dgelu_pingpong_bench.py >"$OUT/dgelu_pingpong.jsonl" 2>"$OUT/dgelu_pingpong.err"; cat "$OUT/dgelu_pingpong.jsonl"

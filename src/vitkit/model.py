@@ -56,6 +56,7 @@ class VisionTransformer(nn.Module):
         self.head = self._make_head(c.num_classes)
         self.grad_checkpointing = False  # recompute block activations in backward to save memory
         self.residual_dtype: torch.dtype | None = None  # e.g. bf16 residual stream; see vitkit.speed
+        self.last_block_cls = False  # speed option last_block_cls: forward's last block on the class token only
         self.init_weights()
 
     # ---- construction -------------------------------------------------------------------
@@ -160,11 +161,19 @@ class VisionTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) images -> (B, num_classes) logits (eq. 4 plus the head)."""
-        tokens = self.encode(x)
-        if self.config.pool == "cls":
+        if self.config.pool != "cls":
+            return self.forward_head(self.norm(self.encode(x)))
+        if self.last_block_cls and len(self.blocks):
+            # the head reads only the class token, and nothing reads the last block's other outputs:
+            # run that block for token 0's row alone (Block.forward_first_token)
+            x = self.embed(x)
+            for block in self.blocks[:-1]:
+                x = run_block(block, x, self.grad_checkpointing)
+            tokens = self.blocks[-1].forward_first_token(x)
+        else:
             # LayerNorm works token by token and the head reads only the class token, so norm that
             # alone: the same logits without a forward and backward pass over every token
-            tokens = tokens[:, :1]
+            tokens = self.encode(x)[:, :1]
         return self.forward_head(self.norm(tokens))
 
     def forward_intermediates(self, x: torch.Tensor, blocks: Sequence[int] | None = None,

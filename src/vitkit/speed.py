@@ -28,7 +28,7 @@ BACKENDS = {
 
 
 SWITCHES = ("bf16_residual", "patch_matmul", "fused_gelu", "mlp_epilogues", "bias_grad", "fold_norm", "qkv_bias_sums",
-            "residual_epilogue", "dgelu_bias_sum", "fp8", "pdl")
+            "residual_epilogue", "dgelu_bias_sum", "fp8", "pdl", "last_block_cls")
 
 
 @dataclass
@@ -48,6 +48,9 @@ class SpeedOptions:
     dgelu_bias_sum: bool = False
     fp8: bool = False  # encoder linears as FP8 matmuls with dynamic scaling (torchao; Hopper or newer)
     pdl: bool = False  # compiled: Inductor's kernels launched with programmatic dependent launch (Hopper or newer)
+    # pool="cls": the last block computes the class token's output only, the one row its head reads
+    # (same logits and gradients; the other tokens still give keys and values)
+    last_block_cls: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,6 +95,9 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
     if options.residual_epilogue and (options.fp8 or not options.bf16_residual):
         raise ValueError("speed option residual_epilogue adds into the bf16 residual stream inside bf16 "
                          "matmuls: add bf16_residual, and use it without fp8")
+    if options.last_block_cls and getattr(model.config, "pool", None) != "cls":
+        raise ValueError("speed option last_block_cls runs the last block for the class token, which only "
+                         f"a pool='cls' model's head reads; this model pools {model.config.pool!r}")
     if options.attention == "tile":
         check_tile_attention(model)
     for module in model.modules():
@@ -112,6 +118,7 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
     if options.fused_gelu:  # part of the function: checkpoints record it, so evaluation computes the same
         model.config = model.config.replace(gelu="tanh")  # a copy: the config may be shared with other models
     model.residual_dtype = torch.bfloat16 if options.bf16_residual else None
+    model.last_block_cls = options.last_block_cls
     model.patch_embed.as_matmul = options.patch_matmul
     # settings for this model's compilation only (`compile_model`): each kernel Inductor generates may
     # start while the one before it finishes, waiting in-kernel for its inputs, which shortens the

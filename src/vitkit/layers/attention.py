@@ -61,6 +61,25 @@ class Attention(nn.Module):
             return bias_grad.residual_linear(out, self.proj, residual, self.column_sum_bias_grad), weights
         return self.proj_drop(bias_grad.layer_linear(out, self.proj, column_sums=self.column_sum_bias_grad)), weights
 
+    def forward_first_query(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (B, 1, D): the attention output (after proj) at token 0 alone, every token
+        still a key and a value (speed option last_block_cls; vitkit.model.VisionTransformer.forward).
+
+        q is projected for token 0 only and k, v for all tokens, from the same rows of qkv's weight
+        that the full path uses (laid out as (3, heads, head_dim)), so token 0's output is the same
+        function; the other tokens' queries, attention rows and proj are never computed.
+        """
+        B, N, D = x.shape
+        weight, bias = self.qkv.weight, self.qkv.bias
+        q = F.linear(x[:, :1], weight[:D], None if bias is None else bias[:D])
+        kv = F.linear(x, weight[D:], None if bias is None else bias[D:])
+        q = q.reshape(B, 1, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, 1, head_dim)
+        k, v = kv.reshape(B, N, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        # one query row: left to PyTorch's choice of kernel, whatever backend the full path pins
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_dropout if self.training else 0.0)
+        out = out.transpose(1, 2).reshape(B, 1, D)
+        return self.proj_drop(bias_grad.layer_linear(out, self.proj, column_sums=self.column_sum_bias_grad))
+
     def _attend(self, qkv: torch.Tensor, need_weights: bool,
                 dropout_p: float) -> tuple[torch.Tensor, torch.Tensor | None]:
         """SDPA, or the explicit softmax when the weights are wanted: (B, N, heads * head_dim) and the weights."""

@@ -107,6 +107,17 @@ class Block(nn.Module):
         x = x + self.drop_path1(self.attn(norm1(x), affine=affine1)[0])
         return x + self.drop_path2(self.mlp(norm2(x), affine=affine2))
 
+    def forward_first_token(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (B, 1, D): this block's output at token 0 alone (speed option last_block_cls).
+
+        A pool="cls" model's head reads only the class token out of the last block, and nothing
+        reads the other tokens' outputs there: every token still gives keys and values, but the
+        query, proj, LayerNorm 2, the MLP and both residual adds run on token 0's row only. Plain
+        LayerNorms and adds (no fold_norm, no residual_epilogue): at one row per image they are cheap.
+        """
+        first = x[:, :1] + self.drop_path1(self.attn.forward_first_query(self.norm1(x)))
+        return first + self.drop_path2(self.mlp(self.norm2(first)))
+
     def _adds_in_matmuls(self, x: torch.Tensor) -> bool:
         """Whether the residual adds go inside proj's and fc2's matmuls: the switch is on, training, the
         stream already in the matmuls' dtype (bf16_residual under autocast; it would be rounded to
