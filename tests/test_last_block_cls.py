@@ -11,8 +11,14 @@ import copy
 
 import pytest
 import torch
-from conftest import assert_compiled_gradients_equal, assert_gradients_close, compiled_bf16_twins, fp64_cpu_twins, \
-    randomize, tiny
+from conftest import (
+    assert_compiled_gradients_equal,
+    assert_gradients_close,
+    compiled_bf16_twins,
+    fp64_cpu_twins,
+    randomize,
+    tiny,
+)
 
 from vitkit.speed import SpeedOptions, configure
 
@@ -48,7 +54,7 @@ def test_logits_and_every_gradient_are_the_full_models(speed, overrides):
 
 
 def test_only_the_last_blocks_mlp_shrinks_to_one_row_per_image():
-    plain, pruned = _twins(depth=3)
+    _, pruned = _twins(depth=3)
     rows = []
     for block in pruned.blocks:
         block.mlp.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[:2]))
@@ -96,3 +102,15 @@ def test_last_block_cls_training_on_the_gpu_matches_the_same_switches_without_it
                                             patch_size=4, embed_dim=192, depth=2, num_heads=3, num_classes=10)
     assert pruned.last_block_cls and not reference.last_block_cls
     assert_gradients_close(reference, pruned)
+
+
+def test_bench_counts_the_work_that_runs():
+    from vitkit.flops import count_forward_flops
+    from vitkit.variants import model_config
+
+    config = model_config("vit_ti16", img_size=32, patch_size=4, depth=2, num_classes=10)
+    full, pruned = count_forward_flops(config), count_forward_flops(config, last_block_cls=True)
+    tokens, width, mlp = 65, config.embed_dim, config.mlp_dim
+    # left out: 64 rows of q, proj, fc1 and fc2, and 64 query rows of attention (scores and weighted sum)
+    saved = 2 * (tokens - 1) * (width * width * 2 + 2 * width * mlp) + 2 * 2 * (tokens - 1) * tokens * width
+    assert full - pruned == saved

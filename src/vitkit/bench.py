@@ -205,11 +205,15 @@ def bench_one(impl: str, config: ViTConfig, mode: str, batch: int, device: torch
     x = torch.randn(batch, config.in_chans, *config.img_size, device=device)
     y = torch.randint(0, max(config.num_classes, 1), (batch,), device=device)
     amp = torch.bfloat16 if device.type == "cuda" else None
-    # the function's FLOPs, the same for every implementation of it: counted on vitkit's model on the meta
-    # device, where PyTorch's counter sees attention (on a CPU its SDPA kernel goes uncounted)
-    flops_per_image = count_forward_flops(config)
     # not at the top: vitkit.layers imports this module
     from vitkit.speed import SpeedOptions, compile_model, configure
+
+    # the function's FLOPs, the same for every implementation of it: counted on vitkit's model on the meta
+    # device, where PyTorch's counter sees attention (on a CPU its SDPA kernel goes uncounted); except
+    # where a speed switch leaves work out (last_block_cls: the last block for the class token alone),
+    # then the work that runs, so that TFLOP/s and MFU stay the hardware's
+    flops_per_image = count_forward_flops(config, last_block_cls=impl == "vitkit" and
+                                          SpeedOptions.parse(speed).last_block_cls)
 
     if impl == "vitkit" and speed:
         configure(model, SpeedOptions.parse(speed))

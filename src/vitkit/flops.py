@@ -14,12 +14,16 @@ from torch.utils.flop_counter import FlopCounterMode
 from vitkit.config import ModelConfig
 
 
-def count_forward_flops(config: ModelConfig, batch: int = 1) -> int:
-    """FLOPs of one forward pass over `batch` images at the config's resolution (ViT, hybrid or ResNet)."""
+def count_forward_flops(config: ModelConfig, batch: int = 1, last_block_cls: bool = False) -> int:
+    """FLOPs of one forward pass over `batch` images at the config's resolution (ViT, hybrid or ResNet).
+
+    last_block_cls: count the forward that speed option's way, the last block on the class token only.
+    """
     from vitkit.variants import model_from_config
 
     with torch.device("meta"):
         model = model_from_config(config)
+        model.last_block_cls = last_block_cls
         x = torch.empty(batch, config.in_chans, *config.img_size)
     return count_module_flops(model, x)
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from vitkit.layers.recompute import run_block
 
 from vitkit.config import ViTConfig
 from vitkit.layers import Block, PatchEmbed, resample_pos_embed, sincos_2d
 from vitkit.layers.hybrid_embed import HybridEmbed
 from vitkit.layers.norm import LayerNorm
+from vitkit.layers.recompute import run_block
 
 
 class VisionTransformer(nn.Module):
