@@ -4,12 +4,13 @@ vitkit and Hugging Face's model), clear errors, and the host-bound flag of GPU r
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-from vitkit.bench import host_bound, host_step_ms
+from vitkit.bench import host_bound, host_step_ms, time_steps
 from vitkit.cli import main
 from vitkit.flops import count_forward_flops
 from vitkit.variants import model_config
@@ -54,3 +55,18 @@ def test_host_bound_flags_a_step_whose_launch_took_as_long_as_its_run():
     assert not host_bound({"host_ms": 2.8, "step_ms": 7.9})  # CUDA graphs on the CIFAR-scale model
     assert not host_bound({"host_ms": None, "step_ms": 10.0})  # CPU
     assert host_step_ms(lambda: None, torch.device("cpu")) is None
+
+
+def test_settle_keeps_stepping_for_its_seconds_before_timing():
+    calls = []
+    time_steps(lambda: calls.append(time.perf_counter()) or time.sleep(0.002), torch.device("cpu"), warmup=1,
+               iters=2, repeats=1, settle_s=0.1)
+    assert calls[-3] - calls[1] >= 0.1  # between the warm-up call and the two timed ones: 0.1 s of steps
+    calls.clear()
+    time_steps(lambda: calls.append(0), torch.device("cpu"), warmup=1, iters=2, repeats=1)
+    assert len(calls) == 3  # no settling by default
+
+
+def test_bench_refuses_a_negative_settle():
+    result = CliRunner().invoke(main, ["bench", *SMALL, "--settle", "-1"])
+    assert result.exit_code != 0 and "--settle" in result.output

@@ -97,10 +97,22 @@ def matmul_ceiling_tflops(device: torch.device, n: int = 8192, repeats: int = 10
     return 2 * n**3 / (ms * 1e-3) / 1e12
 
 
-def time_steps(step: Callable[[], object], device: torch.device, warmup: int, iters: int, repeats: int) -> float:
-    """Median milliseconds per call of `step` over `repeats` timed blocks of `iters` calls."""
+def time_steps(step: Callable[[], object], device: torch.device, warmup: int, iters: int, repeats: int,
+               settle_s: float = 0.0) -> float:
+    """Median milliseconds per call of `step` over `repeats` timed blocks of `iters` calls.
+
+    settle_s: after the warm-up, keep calling `step` for this many seconds before timing. A GPU held at
+    its power cap (an H200 at 700 W in a long training run) lowers its clocks within about a second,
+    so a short window right after warm-up times the boost; settling times the clocks a long job gets.
+    """
     for _ in range(warmup):
         step()
+    start = time.perf_counter()
+    while time.perf_counter() - start < settle_s:
+        for _ in range(max(iters, 1)):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # the host's clock must not run ahead of the queued work
     times = []
     for _ in range(repeats):
         if device.type == "cuda":
@@ -199,7 +211,7 @@ def make_step(model: torch.nn.Module, mode: str, x: torch.Tensor, y: torch.Tenso
 
 def bench_one(impl: str, config: ViTConfig, mode: str, batch: int, device: torch.device, compile: bool,
               ceiling: float | None, warmup: int, iters: int, repeats: int, speed: str = "",
-              compile_mode: str | None = None) -> BenchResult:
+              compile_mode: str | None = None, settle_s: float = 0.0) -> BenchResult:
     torch.manual_seed(0)
     model = BUILDERS[impl](config).to(device)
     x = torch.randn(batch, config.in_chans, *config.img_size, device=device)
@@ -224,7 +236,7 @@ def bench_one(impl: str, config: ViTConfig, mode: str, batch: int, device: torch
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(device)
-    ms = time_steps(step, device, warmup, iters, repeats)
+    ms = time_steps(step, device, warmup, iters, repeats, settle_s)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     host = host_step_ms(step, device)
     step_flops = flops_per_image * batch * (3 if mode == "train" else 1)
@@ -241,8 +253,11 @@ def bench_one(impl: str, config: ViTConfig, mode: str, batch: int, device: torch
 def run_bench(model: str = "vit_b16", img_size: int = 224, batch: int = 256, modes: tuple[str, ...] = ("train",),
               compile: bool = False, compare: tuple[str, ...] = (), device: str = "auto",
               warmup: int = 5, iters: int = 10, repeats: int = 5, progress: Callable[[str], None] | None = None,
-              speed_variants: tuple[str, ...] = ("",), compile_mode: str | None = None, **overrides) -> dict:
-    """Measure vitkit and each installed peer; returns {"ceiling_tflops", "results": [...], "env"}."""
+              speed_variants: tuple[str, ...] = ("",), compile_mode: str | None = None, settle_s: float = 0.0,
+              **overrides) -> dict:
+    """Measure vitkit and each installed peer; returns {"ceiling_tflops", "results": [...], "env"}.
+
+    settle_s: seconds of steps before each timing (`time_steps`), for clocks a long run holds."""
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     config = model_config(model, img_size=img_size, **overrides)
@@ -258,7 +273,7 @@ def run_bench(model: str = "vit_b16", img_size: int = 224, batch: int = 256, mod
                 progress(f"{impl}{f'[{speed}]' if speed else ''} {mode}{' compiled' if compile else ''}")
             try:
                 results.append(bench_one(impl, config, mode, batch, dev, compile, ceiling, warmup, iters, repeats,
-                                         speed, compile_mode))
+                                         speed, compile_mode, settle_s))
             except Exception as e:  # noqa: BLE001 -- one failing variant must not lose the others' numbers
                 failed.append({"impl": impl, "speed": speed, "mode": mode, "error": f"{type(e).__name__}: {e}"[:300]})
                 if progress:

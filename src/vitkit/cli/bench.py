@@ -25,12 +25,15 @@ from vitkit.cli.output import emit_json, human
 @click.option("--warmup", default=5, show_default=True)
 @click.option("--iters", default=10, show_default=True, help="Steps per timed block.")
 @click.option("--repeats", default=5, show_default=True, help="Timed blocks; the median is reported.")
+@click.option("--settle", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Seconds of steps before timing each implementation: a GPU at its power cap (an H200 in "
+                   "a long run) lowers its clocks within a second, so the default short window times the boost.")
 @click.option("--speed", "speed_variants", multiple=True, default=("",),
               help="vitkit speed options to measure, e.g. cudnn,bf16_residual (repeat for several variants).")
 @click.option("--compile-mode", default=None, help="torch.compile mode, e.g. max-autotune-no-cudagraphs.")
 @click.option("--json", "json_mode", is_flag=True)
 def bench_cmd(model, img_size, batch, modes, compile_, compare, device, depth, embed_dim, num_heads, num_classes,
-              warmup, iters, repeats, speed_variants, compile_mode, json_mode):
+              warmup, iters, repeats, settle, speed_variants, compile_mode, json_mode):
     """Images/s, step time, peak memory, TFLOP/s and MFU for vitkit and its peers."""
     from vitkit.bench import host_bound, run_bench
     from vitkit.speed import SpeedOptions
@@ -45,7 +48,8 @@ def bench_cmd(model, img_size, batch, modes, compile_, compare, device, depth, e
     console = human(json_mode)
     report = run_bench(model, img_size, batch, tuple(modes), compile_, tuple(p for p in compare.split(",") if p),
                        device, warmup, iters, repeats, progress=lambda s: console.print(f"measuring {s} ..."),
-                       speed_variants=tuple(speed_variants), compile_mode=compile_mode, **overrides)
+                       speed_variants=tuple(speed_variants), compile_mode=compile_mode, settle_s=settle,
+                       **overrides)
     ceiling = report["ceiling_tflops"]
     title = (f"{model} at {img_size}, batch {batch}, {report['env']['device']}"
              + (f", bf16 matmul ceiling {ceiling:.0f} TFLOP/s" if ceiling else ""))
