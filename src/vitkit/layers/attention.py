@@ -73,15 +73,16 @@ class Attention(nn.Module):
         weight, bias = self.qkv.weight, self.qkv.bias
         q = F.linear(x[:, :1], weight[:D], None if bias is None else bias[:D])
         kv = F.linear(x, weight[D:], None if bias is None else bias[D:])
+        q = q.reshape(B, self.num_heads, 1, self.head_dim)  # (B, heads, 1, head_dim)
+        k, v = kv.reshape(B, N, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        # One query row per head: element-wise products summed in fp32 (or wider), which compiled
+        # become two fused reductions over k and v, saved in their own dtype for the backward. SDPA's
+        # fused kernels pad the row to a tile of 64: cuDNN's took 124 us forward and backward at the
+        # CIFAR scale, nearly the 137 of attention over all 65 queries (docs/benchmarks.md section 20).
         wide = torch.promote_types(kv.dtype, torch.float32)
-        q = q.reshape(B, self.num_heads, 1, self.head_dim).to(wide)  # (B, heads, 1, head_dim)
-        k, v = kv.reshape(B, N, 2, self.num_heads, self.head_dim).to(wide).permute(2, 0, 3, 1, 4).unbind(0)
-        # One query row per head: products and sums in fp32 (or wider), which compiled become two fused reductions
-        # over k and v. SDPA's fused kernels pad the row to a tile of 64: cuDNN's took 124 us forward
-        # and backward at the CIFAR scale, nearly the 137 of attention over all 65 queries.
-        weights = ((q * k).sum(-1) * self.scale).softmax(-1)  # (B, heads, N)
+        weights = ((q * k).sum(-1, dtype=wide) * self.scale).softmax(-1)  # (B, heads, N)
         weights = F.dropout(weights, self.attn_dropout, self.training)
-        out = (weights.unsqueeze(-1) * v).sum(2).reshape(B, 1, D).to(kv.dtype)  # the projections' dtype
+        out = (weights.unsqueeze(-1) * v).sum(2, dtype=wide).reshape(B, 1, D).to(kv.dtype)
         return self.proj_drop(bias_grad.layer_linear(out, self.proj, column_sums=self.column_sum_bias_grad))
 
     def _attend(self, qkv: torch.Tensor, need_weights: bool,
