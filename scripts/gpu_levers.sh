@@ -374,7 +374,7 @@ PY
     python3 scripts/gpu_profile.py --model vit_s4 --img-size 32 --depth 7 --batch 512 --set num_classes=10 --impls vitkit \
       --speed ${S7QRDP%,pdl},last_block_cls --top 80 >>"$OUT/profile.jsonl" 2>>"$OUT/profile.err" ;;
   round16-final)  # main as landed: GPU tests; the CIFAR-scale step with and without last_block_cls, both orders, 3 s settled; B/16 training and inference with it, settled; the profile
-    timeout 300 python3 -m pytest -q tests/test_last_block_cls.py tests/test_fused_mlp.py tests/test_dgelu_matmul.py tests/test_bench.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 1 "$OUT/gpu_tests.txt"
+    timeout 300 python3 -m pytest -q tests/test_last_block_cls.py tests/test_fused_mlp.py tests/test_dgelu_matmul.py tests/test_bench.py >"$OUT/gpu_tests_final.txt" 2>&1; tail -n 1 "$OUT/gpu_tests_final.txt"
     bash "$0" round16-cls2
     R7QRPD=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm,qkv_bias_sums,residual_epilogue,pdl,dgelu_bias_sum
     run --model vit_b16 --img-size 224 --batch 256 --mode train --compile --compare timm --settle 3 --speed $R7QRPD,last_block_cls
