@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from vitkit.bench import BUILDERS, make_step, time_steps
+from vitkit.bench import BUILDERS, cuda_block_ms, make_step, time_steps
 from vitkit.speed import SpeedOptions, compile_model, configure
 from vitkit.variants import model_config
 
@@ -66,13 +66,7 @@ def sustained(step, seconds: float, block: int) -> tuple[list[float], float, flo
     """Run `step` for about `seconds`; ms per step of each block of `block` steps."""
     times, t0 = [], time.time()
     while time.time() - t0 < seconds:
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(block):
-            step()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / block)
+        times.append(cuda_block_ms(step, block))
     return times, t0, time.time()
 
 

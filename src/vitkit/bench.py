@@ -97,6 +97,17 @@ def matmul_ceiling_tflops(device: torch.device, n: int = 8192, repeats: int = 10
     return 2 * n**3 / (ms * 1e-3) / 1e12
 
 
+def cuda_block_ms(step: Callable[[], object], iters: int) -> float:
+    """Milliseconds per call of `iters` back-to-back calls of `step`, timed with CUDA events."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(iters):
+        step()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / iters
+
+
 def time_steps(step: Callable[[], object], device: torch.device, warmup: int, iters: int, repeats: int,
                settle_s: float = 0.0) -> float:
     """Median milliseconds per call of `step` over `repeats` timed blocks of `iters` calls.
@@ -116,13 +127,7 @@ def time_steps(step: Callable[[], object], device: torch.device, warmup: int, it
     times = []
     for _ in range(repeats):
         if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(iters):
-                step()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / iters)
+            times.append(cuda_block_ms(step, iters))
         else:
             t0 = time.perf_counter()
             for _ in range(iters):
