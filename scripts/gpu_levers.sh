@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class|round7-final|round8-check|round9-libops|round9-small|round9-b16|round9-scratch|round9-final|round9-h100|round10-tail|round10-persistent|round10-final|round10-h100|round10-profiles|round11-residual-small|round11-residual-b16|round11-h100|round11-profiles|round12-dgelu-sum|round12-memsets|round12-sweep|round12-final|round12-h100|round12-h200|round13-origin|round13-final|round13-wgrad|round13-wgrad-ab|round13-pdl|round13-pdl-option|round13-b16-dgelu|round13-h200-profile|round14-probe|round14-b16-tune|round14-ab|round14-b16|round14-fair|round14-h100|round15-ab|round15-nopdl|round15-b16|round15-h100|round16-clocks|round16-cls|round16-settle|round16-h100|round16-profile|round16-cls2|round16-final
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class|round7-final|round8-check|round9-libops|round9-small|round9-b16|round9-scratch|round9-final|round9-h100|round10-tail|round10-persistent|round10-final|round10-h100|round10-profiles|round11-residual-small|round11-residual-b16|round11-h100|round11-profiles|round12-dgelu-sum|round12-memsets|round12-sweep|round12-final|round12-h100|round12-h200|round13-origin|round13-final|round13-wgrad|round13-wgrad-ab|round13-pdl|round13-pdl-option|round13-b16-dgelu|round13-h200-profile|round14-probe|round14-b16-tune|round14-ab|round14-b16|round14-fair|round14-h100|round15-ab|round15-nopdl|round15-b16|round15-h100|round16-clocks|round16-cls|round16-settle|round16-h100|round16-profile|round16-cls2|round16-final|round16-confirm
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -373,6 +373,14 @@ PY
     run "${SMALL[@]}" --speed $S7QRDP --speed $S7QRDP,last_block_cls
     python3 scripts/gpu_profile.py --model vit_s4 --img-size 32 --depth 7 --batch 512 --set num_classes=10 --impls vitkit \
       --speed ${S7QRDP%,pdl},last_block_cls --top 80 >>"$OUT/profile.jsonl" 2>>"$OUT/profile.err" ;;
+  round16-confirm)  # the final tree: bench's GPU tests; the CIFAR-scale step with last_block_cls against timm, settled 3 s, two processes; 6 s windows with clock_watch.py
+    timeout 200 python3 -m pytest -q tests/test_bench.py tests/test_last_block_cls.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 1 "$OUT/gpu_tests.txt"
+    S7QRDPC=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm,qkv_bias_sums,residual_epilogue,dgelu_bias_sum,pdl,last_block_cls
+    for i in 1 2; do
+      run --model vit_s4 --img-size 32 --batch 512 --depth 7 --num-classes 10 --mode train --compile --compile-mode reduce-overhead \
+        --compare timm --settle 3 --speed $S7QRDPC
+    done
+    timeout 300 python3 scripts/clock_watch.py --speed $S7QRDPC --seconds 6 --rounds 2 >"$OUT/clocks.jsonl" 2>"$OUT/clocks.err"; cat "$OUT/clocks.jsonl" ;;
   round16-final)  # main as landed: GPU tests; the CIFAR-scale step with and without last_block_cls, both orders, 3 s settled; B/16 training and inference with it, settled; the profile
     timeout 300 python3 -m pytest -q tests/test_last_block_cls.py tests/test_fused_mlp.py tests/test_dgelu_matmul.py tests/test_bench.py >"$OUT/gpu_tests_final.txt" 2>&1; tail -n 1 "$OUT/gpu_tests_final.txt"
     bash "$0" round16-cls2
