@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed levers for vitkit, each measured next to timm in the same process (docs/benchmarks.md).
-#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class|round7-final|round8-check|round9-libops|round9-small|round9-b16|round9-scratch|round9-final|round9-h100|round10-tail|round10-persistent|round10-final|round10-h100|round10-profiles|round11-residual-small|round11-residual-b16|round11-h100|round11-profiles|round12-dgelu-sum|round12-memsets|round12-sweep|round12-final|round12-h100|round12-h200|round13-origin|round13-final|round13-wgrad|round13-wgrad-ab|round13-pdl|round13-pdl-option|round13-b16-dgelu|round13-h200-profile|round14-probe|round14-b16-tune|round14-ab|round14-b16|round14-fair|round14-h100|round15-ab|round15-nopdl|round15-b16|round15-h100|round16-clocks|round16-cls|round16-settle|round16-h100|round16-profile|round16-cls2|round16-final|round16-confirm
+#   OUT=results bash scripts/gpu_levers.sh b16|small|autotune|round2|fp8|kernels|round5-infer|round5-train|round5-small|round5-final|round5-h100|round5-autotune|round6-check|round6-bias|round6-final|round6-host|round7-fold|round7-graphs|round7-h100|round7-class|round7-final|round8-check|round9-libops|round9-small|round9-b16|round9-scratch|round9-final|round9-h100|round10-tail|round10-persistent|round10-final|round10-h100|round10-profiles|round11-residual-small|round11-residual-b16|round11-h100|round11-profiles|round12-dgelu-sum|round12-memsets|round12-sweep|round12-final|round12-h100|round12-h200|round13-origin|round13-final|round13-wgrad|round13-wgrad-ab|round13-pdl|round13-pdl-option|round13-b16-dgelu|round13-h200-profile|round14-probe|round14-b16-tune|round14-ab|round14-b16|round14-fair|round14-h100|round15-ab|round15-nopdl|round15-b16|round15-h100|round16-clocks|round16-cls|round16-settle|round16-h100|round16-profile|round16-cls2|round16-final|round16-confirm|round16-h100-infer
 set -u
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}; mkdir -p "$OUT"
@@ -350,6 +350,10 @@ PY
     run --model vit_b16 --img-size 224 --batch 256 --mode train --compile --compare timm --settle 5 \
       --speed bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,bias_grad,tile,fold_norm,qkv_bias_sums,residual_epilogue,pdl,dgelu_bias_sum,last_block_cls
     run --model vit_b16 --img-size 224 --batch 256 --mode infer --compile --compare timm --settle 5 --speed bf16_residual,patch_matmul,fused_gelu,last_block_cls ;;
+  round16-h100-infer)  # on the H100: B/16 inference with and without last_block_cls against timm, then settled 3 s with it
+    B16I=(--model vit_b16 --img-size 224 --batch 256 --mode infer --compile --compare timm)
+    run "${B16I[@]}" --speed bf16_residual,patch_matmul,fused_gelu,last_block_cls --speed bf16_residual,patch_matmul,fused_gelu
+    run "${B16I[@]}" --settle 3 --speed bf16_residual,patch_matmul,fused_gelu,last_block_cls ;;
   round16-h100)  # on the H100: last_block_cls's GPU tests; the CIFAR-scale step and B/16 training with and without it, against timm
     timeout 300 python3 -m pytest -q tests/test_last_block_cls.py tests/test_dgelu_matmul.py >"$OUT/gpu_tests.txt" 2>&1; tail -n 1 "$OUT/gpu_tests.txt"
     S7QRDP=bf16_residual,patch_matmul,fused_gelu,mlp_epilogues,tile,fold_norm,qkv_bias_sums,residual_epilogue,dgelu_bias_sum,pdl
