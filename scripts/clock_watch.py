@@ -21,8 +21,7 @@ import time
 
 import torch
 
-from vitkit.bench import BUILDERS, cuda_block_ms, make_step, time_steps
-from vitkit.speed import SpeedOptions, compile_model, configure
+from vitkit.bench import build_step, cuda_block_ms, time_steps
 from vitkit.variants import model_config
 
 QUERY = "clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_event_reasons.active"
@@ -89,13 +88,7 @@ def main() -> None:
     config = model_config(args.model, img_size=args.img_size, **overrides)
     steps = {}
     for impl in ("vitkit", "timm"):
-        torch.manual_seed(0)
-        model = BUILDERS[impl](config).to(device)
-        if impl == "vitkit":
-            configure(model, SpeedOptions.parse(args.speed))
-        x = torch.randn(args.batch, config.in_chans, *config.img_size, device=device)
-        y = torch.randint(0, config.num_classes, (args.batch,), device=device)
-        steps[impl] = make_step(compile_model(model, args.compile_mode), "train", x, y, torch.bfloat16)
+        steps[impl] = build_step(impl, config, "train", args.batch, device, args.speed, compile_mode=args.compile_mode)
         # the bench's own short window, fresh after compiling, as `vitkit bench` measures it
         ms = time_steps(steps[impl], device, warmup=5, iters=10, repeats=5)
         print(json.dumps({"impl": impl, "window": "bench (55 steps)", "img_s": round(args.batch / ms * 1e3)}), flush=True)

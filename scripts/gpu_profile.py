@@ -23,8 +23,7 @@ import torch
 import yaml
 from torch.profiler import ProfilerActivity, profile
 
-from vitkit.bench import BUILDERS, available, make_step, time_steps
-from vitkit.speed import SpeedOptions, compile_model, configure
+from vitkit.bench import available, build_step, time_steps
 from vitkit.variants import model_config
 
 CATEGORIES = [  # first match wins; names of cuBLAS/CUTLASS/cuDNN/flash/triton kernels on Hopper
@@ -41,14 +40,7 @@ def category(name: str) -> str:
 
 def profile_impl(impl: str, speed: str, args: argparse.Namespace, overrides: dict) -> dict:
     config = model_config(args.model, img_size=args.img_size, **overrides)
-    torch.manual_seed(0)
-    model = BUILDERS[impl](config).cuda()
-    if impl == "vitkit" and speed:
-        configure(model, SpeedOptions.parse(speed))
-    runner = compile_model(model)
-    x = torch.randn(args.batch, config.in_chans, *config.img_size, device="cuda")
-    y = torch.randint(0, config.num_classes, (args.batch,), device="cuda")
-    step = make_step(runner, args.mode, x, y, torch.bfloat16)
+    step = build_step(impl, config, args.mode, args.batch, torch.device("cuda"), speed)
     wall = time_steps(step, torch.device("cuda"), warmup=8, iters=10, repeats=3)
     activities = [ProfilerActivity.CUDA] + ([ProfilerActivity.CPU] if args.host_top or args.launchers else [])
     detail = bool(args.launchers)  # the launchers' input shapes and Python callers

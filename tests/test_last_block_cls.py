@@ -25,7 +25,7 @@ from vitkit.speed import SpeedOptions, configure
 
 def _twins(speed: str = "", **overrides):
     plain = randomize(tiny(**overrides)).double()
-    pruned = configure(copy.deepcopy(plain), SpeedOptions.parse(f"{speed},last_block_cls" if speed else "last_block_cls"))
+    pruned = configure(copy.deepcopy(plain), SpeedOptions.parse(f"{speed},last_block_cls"))
     configure(plain, SpeedOptions.parse(speed))
     return plain, pruned
 

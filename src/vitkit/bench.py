@@ -214,9 +214,11 @@ def make_step(model: torch.nn.Module, mode: str, x: torch.Tensor, y: torch.Tenso
     return train_step
 
 
-def bench_one(impl: str, config: ViTConfig, mode: str, batch: int, device: torch.device, compile: bool,
-              ceiling: float | None, warmup: int, iters: int, repeats: int, speed: str = "",
-              compile_mode: str | None = None, settle_s: float = 0.0) -> BenchResult:
+def build_step(impl: str, config: ViTConfig, mode: str, batch: int, device: torch.device, speed: str = "",
+               compile: bool = True, compile_mode: str | None = None) -> Callable[[], object]:
+    """One implementation's step on a seeded random batch, as the bench times it: the model built and
+    moved to `device`, vitkit's speed options applied, compiled (static shapes), under bf16 autocast on
+    CUDA. Scripts that measure the step some other way (profiles, clocks) build it here too."""
     torch.manual_seed(0)
     model = BUILDERS[impl](config).to(device)
     x = torch.randn(batch, config.in_chans, *config.img_size, device=device)
@@ -225,19 +227,26 @@ def bench_one(impl: str, config: ViTConfig, mode: str, batch: int, device: torch
     # not at the top: vitkit.layers imports this module
     from vitkit.speed import SpeedOptions, compile_model, configure
 
+    if impl == "vitkit" and speed:
+        configure(model, SpeedOptions.parse(speed))
+    # static shapes: a second batch shape in one process recompiles instead of compiling dynamically,
+    # which fails inside Inductor for these models on PyTorch 2.11 (docs/benchmarks.md section 10)
+    runner = compile_model(model, compile_mode) if compile else model
+    return make_step(runner, mode, x, y, amp)
+
+
+def bench_one(impl: str, config: ViTConfig, mode: str, batch: int, device: torch.device, compile: bool,
+              ceiling: float | None, warmup: int, iters: int, repeats: int, speed: str = "",
+              compile_mode: str | None = None, settle_s: float = 0.0) -> BenchResult:
+    from vitkit.speed import SpeedOptions  # not at the top: vitkit.layers imports this module
+
     # the function's FLOPs, the same for every implementation of it: counted on vitkit's model on the meta
     # device, where PyTorch's counter sees attention (on a CPU its SDPA kernel goes uncounted); except
     # where a speed switch leaves work out (last_block_cls: the last block for the class token alone),
     # then the work that runs, so that TFLOP/s and MFU stay the hardware's
     flops_per_image = count_forward_flops(config, last_block_cls=impl == "vitkit" and
                                           SpeedOptions.parse(speed).last_block_cls)
-
-    if impl == "vitkit" and speed:
-        configure(model, SpeedOptions.parse(speed))
-    # static shapes: a second batch shape in one process recompiles instead of compiling dynamically,
-    # which fails inside Inductor for these models on PyTorch 2.11 (docs/benchmarks.md section 10)
-    runner = compile_model(model, compile_mode) if compile else model
-    step = make_step(runner, mode, x, y, amp)
+    step = build_step(impl, config, mode, batch, device, speed, compile, compile_mode)
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(device)
@@ -246,7 +255,7 @@ def bench_one(impl: str, config: ViTConfig, mode: str, batch: int, device: torch
     host = host_step_ms(step, device)
     step_flops = flops_per_image * batch * (3 if mode == "train" else 1)
     tflops = step_flops / (ms * 1e-3) / 1e12
-    del model, runner, step
+    del step  # the model, its compiled runner and the batch go with it
     if device.type == "cuda":
         torch.cuda.empty_cache()
     label = f"{impl}[{speed}]" if impl == "vitkit" and speed else impl

@@ -95,7 +95,7 @@ def configure(model: torch.nn.Module, options: SpeedOptions) -> torch.nn.Module:
     if options.residual_epilogue and (options.fp8 or not options.bf16_residual):
         raise ValueError("speed option residual_epilogue adds into the bf16 residual stream inside bf16 "
                          "matmuls: add bf16_residual, and use it without fp8")
-    if options.last_block_cls and getattr(model.config, "pool", None) != "cls":
+    if options.last_block_cls and model.config.pool != "cls":
         raise ValueError("speed option last_block_cls runs the last block for the class token, which only "
                          f"a pool='cls' model's head reads; this model pools {model.config.pool!r}")
     if options.attention == "tile":
